@@ -1,0 +1,1 @@
+"""Controllers: how a run's actions are executed. One protocol, one implementation per mode."""

@@ -1,0 +1,177 @@
+"""Running one action: cache lookup, attempts with retries and timeouts, error conversion, cache write.
+
+Every mode runs action bodies through `execute_action`: the local controller for every action, Celery workers for
+the actions they receive, the hybrid client for its root. Only where the body runs differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from flyte_celery._action_call import ActionCall
+from flyte_celery._cache import CacheStore
+from flyte_celery._context import Frame, frame_installed
+from flyte_celery._controllers.base import Controller
+from flyte_celery._logging import system_logger
+from flyte_celery._run_spec import RunSpec
+from flyte_celery._values import copy_value, dumps_value, loads_value
+from flyte_celery.errors import (
+    BaseRuntimeError,
+    NonRecoverableError,
+    RuntimeUserError,
+    TaskTimeoutError,
+)
+
+SERIALIZED_WAIT_TIMEOUT_S = 24 * 3600.0
+SERIALIZED_RESERVATION_TTL_S = 60.0
+
+
+async def execute_action(call: ActionCall, run: RunSpec, controller: Controller, store: CacheStore | None) -> Any:
+    """Run `call` to a native result, reusing or filling the cache as the run allows.
+
+    Raises:
+        BaseRuntimeError: The action's failure, converted (a user exception `E` becomes `RuntimeUserError` with
+            code "E" and the traceback text attached), after retries are exhausted.
+    """
+    key = call.cache_key
+    if key is None or store is None:
+        return await run_attempts(call, run, controller)
+    if call.read_cache:
+        hit = await _cached(store, key, call)
+        if hit is not None:
+            return hit[0]
+    owner = f"{run.name}/{call.action.name}"
+    reserved = False
+    if call.task.cache.serialize and call.read_cache:
+        reserved = await store.reserve(key, owner, SERIALIZED_RESERVATION_TTL_S)
+        if not reserved:
+            waited = await store.wait_for(key, SERIALIZED_WAIT_TIMEOUT_S)
+            if waited is not None:
+                return loads_value(waited)
+    try:
+        result = await run_attempts(call, run, controller)
+        await store.put(key, dumps_value(result, what=f"output of task {call.task.name!r}"))
+        return result
+    finally:
+        if reserved:
+            await store.release(key, owner)
+
+
+async def _cached(store: CacheStore, key: str, call: ActionCall) -> tuple[Any] | None:
+    data = await store.get(key)
+    if data is None:
+        return None
+    try:
+        return (loads_value(data),)
+    except Exception as exc:
+        # An entry that no longer loads (its class moved, say) is a miss, not a failure; the fresh result replaces it.
+        system_logger.warning("cache entry for %s could not be loaded (%s); running the task", call.task.name, exc)
+        return None
+
+
+async def run_attempts(call: ActionCall, run: RunSpec, controller: Controller) -> Any:
+    """Run `call` once plus its retries; a `NonRecoverableError` or a cancellation stops retrying."""
+    strategy = call.task.retries
+    attempt = 0
+    while True:
+        try:
+            return await run_attempt(call, run, controller, attempt)
+        except NonRecoverableError:
+            raise
+        except BaseRuntimeError as err:
+            if attempt + 1 >= strategy.max_attempts:
+                raise
+            delay = strategy.delay_before_attempt(attempt + 1)
+            system_logger.info(
+                "action %s of task %s failed (%s: %s); retry %d in %.2fs",
+                call.action.name,
+                call.task.name,
+                err.code,
+                err,
+                attempt + 1,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            attempt += 1
+
+
+async def run_attempt(call: ActionCall, run: RunSpec, controller: Controller, attempt: int) -> Any:
+    """One attempt of `call` under its own frame; the result is a serialized copy, as a worker would return."""
+    task = call.task
+    context = call.context if attempt == 0 else call.context.replace(attempt_number=attempt)
+    frame = Frame(task=context, run=run, controller=controller)
+    limit = task.timeout.max_runtime_s
+    try:
+        inputs = copy_value(call.inputs, what=f"inputs of task {task.name!r}")
+        with frame_installed(frame):
+            if task.is_async:
+                result = await _bounded(task.func(**inputs), limit, call)
+            else:
+                result = await _bounded(run_in_thread(task.func, inputs), limit, call)
+        return copy_value(result, what=f"output of task {task.name!r}")
+    except BaseRuntimeError as err:
+        raise _located(err, call) from None
+    except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        converted = RuntimeUserError(type(exc).__name__, str(exc), traceback_text=format_traceback(exc))
+        raise _located(converted, call) from exc
+    finally:
+        controller.finalize_parent_action(context.action.name)
+
+
+def _located(err: BaseRuntimeError, call: ActionCall) -> BaseRuntimeError:
+    # The innermost action that failed names itself; parents re-raising it keep that location.
+    if err.action_name is None:
+        err.with_context(run_name=call.action.run_name, action_name=call.action.name, task_name=call.task.name)
+    if err.traceback_text is None:
+        err.traceback_text = format_traceback(err)
+    return err
+
+
+def format_traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+async def _bounded(awaitable: Any, limit: float | None, call: ActionCall) -> Any:
+    if not limit:
+        return await awaitable
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=limit)
+    if not done:
+        task.cancel()
+        raise TaskTimeoutError(
+            f"task {call.task.name!r} (action {call.action.name}) exceeded its max runtime of {limit:g}s"
+        )
+    return task.result()
+
+
+def run_in_thread(func: Callable[..., Any], inputs: dict[str, Any]) -> asyncio.Future[Any]:
+    """Run a sync task body on its own thread (never a bounded pool: sync parents block while children run)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def body() -> None:
+        try:
+            value = context.run(func, **inputs)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, value, None)
+
+    threading.Thread(target=body, name=f"flyte-celery-sync-{func.__name__}", daemon=True).start()
+    return future

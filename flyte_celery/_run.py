@@ -1,0 +1,183 @@
+"""`Run`: the handle `.run()` returns, with its phase, outputs and control; `ActionOutputs` and `ActionPhase`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any, Protocol
+
+from flyte_celery._syncify import syncify
+from flyte_celery.errors import RunNotFoundError
+
+
+class ActionPhase(str, Enum):
+    """Where an action (or a run, through its root action) is in its life."""
+
+    QUEUED = "queued"
+    WAITING_FOR_RESOURCES = "waiting_for_resources"
+    INITIALIZING = "initializing"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ABORTED = "aborted"
+    TIMED_OUT = "timed_out"
+    RECOVERED = "recovered"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_TERMINAL = frozenset(
+    {ActionPhase.SUCCEEDED, ActionPhase.FAILED, ActionPhase.ABORTED, ActionPhase.TIMED_OUT, ActionPhase.RECOVERED}
+)
+
+
+class ActionOutputs(tuple[Any, ...]):
+    """A task's outputs: a tuple of values, each also an attribute (`o0`, `o1`, ... or the NamedTuple's names)."""
+
+    _names: tuple[str, ...]
+
+    def __new__(cls, values: Sequence[Any], names: Sequence[str]) -> ActionOutputs:
+        self = super().__new__(cls, values)
+        self._names = tuple(names) if names else tuple(f"o{i}" for i in range(len(values)))
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[self._names.index(name)]
+        except ValueError:
+            raise AttributeError(f"no output named {name!r}; outputs are {', '.join(self._names)}") from None
+
+    @property
+    def named_outputs(self) -> dict[str, Any]:
+        return dict(zip(self._names, self, strict=False))
+
+    def __repr__(self) -> str:
+        return "ActionOutputs(" + ", ".join(f"{n}={v!r}" for n, v in self.named_outputs.items()) + ")"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ActionOutputs, (tuple(self), self._names))
+
+
+class RunBackend(Protocol):
+    """Where a `Run` reads its state from: the in-process result of a local run, or the cluster's records."""
+
+    name: str
+    url: str
+
+    def phase(self) -> ActionPhase: ...
+
+    async def wait(self, timeout: float | None) -> ActionPhase: ...
+
+    async def outputs(self) -> ActionOutputs: ...
+
+    async def abort(self, reason: str) -> None: ...
+
+
+class Run:
+    """A run: its name and URL, its phase, and its outputs once it has finished.
+
+    `wait`, `outputs` and `abort` block when called plainly and have an `.aio` twin for async code.
+    """
+
+    def __init__(self, backend: RunBackend) -> None:
+        self._backend = backend
+
+    @property
+    def name(self) -> str:
+        """The run's name (unique among runs)."""
+        return self._backend.name
+
+    @property
+    def url(self) -> str:
+        """Where to look at the run: Flower's page for its root action when configured, else its metadata dir."""
+        return self._backend.url
+
+    @property
+    def phase(self) -> ActionPhase:
+        return self._backend.phase()
+
+    def done(self) -> bool:
+        """True once the run has reached a terminal phase."""
+        return self.phase.is_terminal
+
+    @syncify
+    async def wait(self, timeout: float | None = None, quiet: bool = True) -> ActionPhase:
+        """Wait until the run is terminal (or `timeout` seconds pass) and return its phase; never raises on failure."""
+        return await self._backend.wait(timeout)
+
+    @syncify
+    async def outputs(self) -> ActionOutputs:
+        """The root task's outputs.
+
+        Raises:
+            RuntimeError: If the run has not finished.
+            BaseRuntimeError: The run's error, if it failed.
+        """
+        return await self._backend.outputs()
+
+    @syncify
+    async def abort(self, reason: str = "aborted by user") -> None:
+        """Cancel the run and every action in it."""
+        await self._backend.abort(reason)
+
+    @classmethod
+    def get(cls, name: str) -> Run:
+        """The run named `name`: one started by this process, or (with a Celery config) any run on the cluster.
+
+        Raises:
+            RunNotFoundError: If no such run is known.
+        """
+        backend = _registry.get(name)
+        if backend is None:
+            for finder in _finders:
+                backend = finder(name)
+                if backend is not None:
+                    break
+        if backend is None:
+            raise RunNotFoundError(name)
+        return cls(backend)
+
+    def __repr__(self) -> str:
+        return f"Run(name={self.name!r}, phase={self.phase.value!r})"
+
+
+class CompletedRun:
+    """The backend of a run executed in this process: it is terminal by the time the handle exists."""
+
+    def __init__(self, name: str, url: str, outputs: ActionOutputs) -> None:
+        self.name = name
+        self.url = url
+        self._outputs = outputs
+
+    def phase(self) -> ActionPhase:
+        return ActionPhase.SUCCEEDED
+
+    async def wait(self, timeout: float | None) -> ActionPhase:
+        await asyncio.sleep(0)
+        return ActionPhase.SUCCEEDED
+
+    async def outputs(self) -> ActionOutputs:
+        return self._outputs
+
+    async def abort(self, reason: str) -> None:
+        return None
+
+
+_registry: dict[str, RunBackend] = {}
+_finders: list[Any] = []
+MAX_REMEMBERED_RUNS = 1000
+
+
+def remember(backend: RunBackend) -> Run:
+    """Keep a handle to `backend` so `Run.get(name)` finds it in this process; returns the `Run`."""
+    if len(_registry) >= MAX_REMEMBERED_RUNS:
+        _registry.pop(next(iter(_registry)))
+    _registry[backend.name] = backend
+    return Run(backend)

@@ -1,0 +1,46 @@
+"""Serialization of task inputs and outputs: the seam where values become bytes and back.
+
+Plain pickle first (fast, by reference); cloudpickle when the value holds something pickle cannot name (a class or
+function defined in `__main__` or a closure). A value neither can serialize becomes an explicit error naming what.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, Final
+
+import cloudpickle
+
+from flyte_celery.errors import RuntimeUserError
+
+PICKLE_PROTOCOL: Final = pickle.HIGHEST_PROTOCOL
+UNSERIALIZABLE_CODE: Final = "UnserializableValueError"
+
+
+def dumps_value(value: Any, *, what: str) -> bytes:
+    """Serialize `value`; `what` names it in the error ("output of task 'env.t'").
+
+    Raises:
+        RuntimeUserError: code "UnserializableValueError", when the value cannot be serialized.
+    """
+    try:
+        return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+    except Exception:
+        pass
+    try:
+        return cloudpickle.dumps(value, protocol=PICKLE_PROTOCOL)  # type: ignore[no-any-return]
+    except Exception as exc:
+        raise RuntimeUserError(
+            UNSERIALIZABLE_CODE, f"the {what} cannot be serialized ({type(value).__name__}): {exc}"
+        ) from exc
+
+
+def loads_value(data: bytes) -> Any:
+    return pickle.loads(data)
+
+
+def copy_value(value: Any, *, what: str) -> Any:
+    """A deep copy made through serialization, so in-process runs see what a worker would see."""
+    if value is None or type(value) in (int, float, str, bool, bytes):
+        return value
+    return loads_value(dumps_value(value, what=what))

@@ -7,7 +7,7 @@ and its children on the fleet (`mode="hybrid"`).
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _package_version
 
 from flyte_celery._cache import Cache, CachePolicy, CacheRequest
@@ -31,7 +31,7 @@ from flyte_celery._trace import trace
 
 try:
     __version__ = _package_version("flyte-celery")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without installing
+except _PackageNotFoundError:  # pragma: no cover - running from a source tree without installing
     __version__ = "0.0.0"
 version = __version__
 

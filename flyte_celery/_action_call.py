@@ -4,6 +4,8 @@ the `TaskContext` it will run with. Shared by every controller, so names and key
 from __future__ import annotations
 
 import dataclasses
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +14,13 @@ from flyte_celery._context import ActionID, Frame, Mode, RawDataPath, TaskContex
 from flyte_celery._controllers.base import TaskCallSequencer
 from flyte_celery._run_spec import RunSpec
 from flyte_celery._task import TaskTemplate
+
+# Cache versions computed where the source was readable (the client), for functions unpickled on a worker.
+_known_cache_versions: weakref.WeakKeyDictionary[Callable[..., Any], str] = weakref.WeakKeyDictionary()
+
+
+def remember_cache_version(func: Callable[..., Any], version: str) -> None:
+    _known_cache_versions[func] = version
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,7 @@ def prepare_child_call(
     parent_action = parent.task_action or parent.action
     group = parent.group_data.name if parent.group_data else None
     input_digest = inputs_hash(inputs, task.interface.input_hints)
-    seq = sequencer.next_seq(parent_action.name, f"{task.name}:{input_digest}:{group or ''}")
+    seq = sequencer.next_seq(parent_action.key, f"{task.name}:{input_digest}:{group or ''}")
     action = parent_action.new_sub_action_from(
         task_call_seq=seq, task_hash=task.name, input_hash=input_digest, group=group
     )
@@ -99,7 +108,9 @@ def _cache_key(
     cache = task.cache
     if not cache.is_enabled():
         return None, ""
-    version = cache.get_version(VersionParameters(func=task.func, image=task.image))
+    version = _known_cache_versions.get(task.func) or cache.get_version(
+        VersionParameters(func=task.func, image=task.image)
+    )
     if run.disable_run_cache:
         return None, version
     ignored = cache.get_ignored_inputs()

@@ -60,6 +60,11 @@ class ActionID:
         if self.run_name is None:
             object.__setattr__(self, "run_name", self.name)
 
+    @property
+    def key(self) -> str:
+        """`<run>/<action>`: unique among the actions a process may host at once, across runs."""
+        return f"{self.run_name}/{self.name}"
+
     def new_sub_action(self, name: str | None = None) -> ActionID:
         """A child action with the given (or a random) name, in the same run."""
         return dataclasses.replace(self, name=name or f"{self.name}-{secrets.token_hex(4)}")

@@ -122,7 +122,7 @@ async def run_attempt(call: ActionCall, run: RunSpec, controller: Controller, at
         converted = RuntimeUserError(type(exc).__name__, str(exc), traceback_text=format_traceback(exc))
         raise _located(converted, call) from exc
     finally:
-        controller.finalize_parent_action(context.action.name)
+        controller.finalize_parent_action(context.action.key)
 
 
 def _located(err: BaseRuntimeError, call: ActionCall) -> BaseRuntimeError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Sequence
 from enum import Enum
 from typing import Any, Protocol
@@ -136,10 +137,9 @@ class Run:
         """
         backend = _registry.get(name)
         if backend is None:
-            for finder in _finders:
-                backend = finder(name)
-                if backend is not None:
-                    break
+            # Runs of other processes live on the cluster; looking there needs the Celery modes' code.
+            launcher = importlib.import_module(CELERY_LAUNCHER)
+            backend = launcher.find_run(name)
         if backend is None:
             raise RunNotFoundError(name)
         return cls(backend)
@@ -171,7 +171,7 @@ class CompletedRun:
 
 
 _registry: dict[str, RunBackend] = {}
-_finders: list[Any] = []
+CELERY_LAUNCHER = "flyte_celery._celery.launcher"
 MAX_REMEMBERED_RUNS = 1000
 
 

@@ -17,15 +17,13 @@ from flyte_celery._environ import environ_overlay
 from flyte_celery._execution import execute_action
 from flyte_celery._init import current_settings
 from flyte_celery._logging import configure_logging
-from flyte_celery._run import ActionOutputs, CompletedRun, Run, remember
+from flyte_celery._run import CELERY_LAUNCHER, ActionOutputs, CompletedRun, Run, remember
 from flyte_celery._run_options import UNSET, RunOptions
 from flyte_celery._run_spec import RunSpec
 from flyte_celery._syncify import syncify
 from flyte_celery._task import TaskTemplate
 
 _local_stores: dict[Path, SQLiteCacheStore] = {}
-# The Celery modes live behind this import, so local runs never load Celery or redis.
-CELERY_LAUNCHER = "flyte_celery._celery.launcher"
 
 
 class Runner:

@@ -101,5 +101,5 @@ def _trace_action(
     except Exception:
         digest = ""
     name = f"{func.__module__}.{func.__qualname__}"
-    seq = frame.controller.sequencer.next_seq(parent.name, f"trace:{name}:{digest}:{group or ''}")
+    seq = frame.controller.sequencer.next_seq(parent.key, f"trace:{name}:{digest}:{group or ''}")
     return parent.new_sub_action_from(task_call_seq=seq, task_hash=name, input_hash=digest, group=group)

@@ -29,8 +29,8 @@ class Controller(Protocol):
         self, frame: Frame, task: TaskTemplate[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> concurrent.futures.Future[Any]: ...
 
-    def finalize_parent_action(self, action_name: str) -> None:
-        """Forget per-parent state once `action_name`'s attempt has ended."""
+    def finalize_parent_action(self, action_key: str) -> None:
+        """Forget per-parent state once the attempt of the action with this `ActionID.key` has ended."""
         ...
 
     async def stop(self) -> None: ...

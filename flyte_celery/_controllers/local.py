@@ -56,9 +56,9 @@ class LocalController:
     ) -> concurrent.futures.Future[Any]:
         return asyncio.run_coroutine_threadsafe(self.submit(frame, task, args, kwargs), self.loop)
 
-    def finalize_parent_action(self, action_name: str) -> None:
-        self.sequencer.forget(action_name)
-        self._limits.pop(action_name, None)
+    def finalize_parent_action(self, action_key: str) -> None:
+        self.sequencer.forget(action_key)
+        self._limits.pop(action_key, None)
 
     async def stop(self) -> None:
         if self.store is not None:
@@ -68,7 +68,7 @@ class LocalController:
         bound = self.run.max_action_concurrency
         if not bound:
             return None
-        parent = (frame.task.task_action or frame.task.action).name
+        parent = (frame.task.task_action or frame.task.action).key
         limit = self._limits.get(parent)
         if limit is None:
             limit = self._limits[parent] = asyncio.Semaphore(bound)

@@ -1,0 +1,57 @@
+"""The Celery app factory: broker, queues, serialization and events from the settings; the one entry task."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from celery import Celery
+
+from flyte_celery._celery.runtime import ENTRY_TASK
+from flyte_celery._config_model import Settings
+
+APP_NAME: Final = "flyte_celery"
+# Settings that end pool processes which host suspended parents (see the README's worker model).
+REFUSED_SETTINGS: Final = ("worker_max_tasks_per_child", "worker_max_memory_per_child")
+
+
+def make_app(settings: Settings) -> Celery:
+    """A Celery app for these settings, with the entry task registered. Any `celery:` setting wins over ours."""
+    app = Celery(APP_NAME, broker=settings.broker.url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_default_queue=settings.run.queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 12 * 3600},
+    )
+    app.conf.update(settings.celery)
+    if settings.worker.concurrency is not None and "worker_concurrency" not in settings.celery:
+        app.conf.worker_concurrency = settings.worker.concurrency
+
+    @app.task(name=ENTRY_TASK, bind=True)  # type: ignore[untyped-decorator]
+    def run_action(self: Any, inputs: str) -> str:
+        from flyte_celery._celery.worker_runtime import run_action_body
+
+        return run_action_body(self, inputs, settings)
+
+    return app
+
+
+def refused_settings(app: Celery, worker: Any) -> list[str]:
+    """The settings of `worker` that would break the worker model, each with why."""
+    problems = []
+    for name in REFUSED_SETTINGS:
+        value = app.conf.get(name) or getattr(worker, name.removeprefix("worker_"), None)
+        if value:
+            problems.append(f"{name}={value}: recycling a pool process drops the parents suspended in it")
+    if getattr(worker, "autoscale", None):
+        problems.append(f"--autoscale={worker.autoscale}: shrinking reaps processes that host suspended parents")
+    return problems

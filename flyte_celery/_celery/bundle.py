@@ -1,0 +1,161 @@
+"""Code bundles: the task tree of a run, cloudpickled once per code version, fetched and cached by workers.
+
+The client walks from the root task through the globals and closures its functions use, collecting every task
+it can reach. User modules (not installed packages, not the standard library) are pickled by value, so workers
+need only flyte-celery and the third-party packages the code imports. Cache versions are computed here, where
+the source is available, and travel in the bundle so workers compute the same cache keys as local mode.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import sys
+import sysconfig
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from flyte_celery._action_call import remember_cache_version
+from flyte_celery._cache import VersionParameters
+from flyte_celery._environment import Environment, TaskEnvironment
+from flyte_celery._task import TaskTemplate
+
+BUNDLE_DIGEST_CHARS = 32
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A task tree: tasks by name, and their cache versions computed from source."""
+
+    tasks: dict[str, TaskTemplate[Any, Any]]
+    cache_versions: dict[str, str]
+
+
+def register_bundle(bundle: Bundle) -> None:
+    for name, task in bundle.tasks.items():
+        version = bundle.cache_versions.get(name)
+        if version is not None:
+            remember_cache_version(task.func, version)
+
+
+def collect_tasks(root: TaskTemplate[Any, Any]) -> dict[str, TaskTemplate[Any, Any]]:
+    """Every task reachable from `root` through the globals, closures and environments its code uses."""
+    found: dict[str, TaskTemplate[Any, Any]] = {}
+    seen: set[int] = set()
+    stack: list[Any] = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, TaskTemplate):
+            found.setdefault(obj.name, obj)
+            stack.append(obj.func)
+        elif isinstance(obj, TaskEnvironment):
+            stack.extend(obj.tasks.values())
+            stack.extend(obj.depends_on)
+        elif isinstance(obj, Environment):
+            stack.extend(obj.depends_on)
+        elif isinstance(obj, functools.partial):
+            stack.extend([obj.func, *obj.args, *obj.keywords.values()])
+        elif isinstance(obj, types.FunctionType):
+            stack.extend(_referenced(obj))
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+    return found
+
+
+def _referenced(func: types.FunctionType) -> Iterator[Any]:
+    func = inspect.unwrap(func)
+    names = set(_code_names(func.__code__))
+    module_globals = func.__globals__
+    for name in names:
+        if name in module_globals:
+            value = module_globals[name]
+            yield value
+            if isinstance(value, types.ModuleType):
+                yield from (getattr(value, attr) for attr in names if hasattr(value, attr))
+    for cell in func.__closure__ or ():
+        try:
+            yield cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+    yield from (func.__defaults__ or ())
+
+
+def _code_names(code: types.CodeType) -> Iterator[str]:
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_names(const)
+
+
+def build_bundle(root: TaskTemplate[Any, Any]) -> tuple[bytes, Bundle]:
+    """Pickle the task tree of `root` (user modules by value); returns the bytes and the bundle."""
+    tasks = collect_tasks(root)
+    versions = {}
+    for name, task in tasks.items():
+        if task.cache.is_enabled():
+            versions[name] = task.cache.get_version(VersionParameters(func=task.func, image=task.image))
+    bundle = Bundle(tasks, versions)
+    registered = _register_user_modules()
+    try:
+        data = cloudpickle.dumps(bundle)
+    finally:
+        for module in registered:
+            cloudpickle.unregister_pickle_by_value(module)
+    return data, bundle
+
+
+def bundle_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:BUNDLE_DIGEST_CHARS]
+
+
+def load_bundle(data: bytes) -> Bundle:
+    bundle = cloudpickle.loads(data)
+    if not isinstance(bundle, Bundle):
+        raise TypeError(f"a bundle must hold a Bundle, got {type(bundle).__name__}")
+    register_bundle(bundle)
+    return bundle
+
+
+def dumps_by_value(value: Any) -> bytes:
+    """Pickle a value (inputs, outputs) so that classes from user modules travel with it."""
+    return cloudpickle.dumps(value)  # type: ignore[no-any-return]
+
+
+_INSTALLED_ROOTS = tuple(
+    str(Path(p).resolve())
+    for p in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], sysconfig.get_paths()["stdlib"]}
+)
+
+
+def _register_user_modules() -> list[types.ModuleType]:
+    # Every loaded user module, as Flyte's "loaded_modules" copy style: helpers imported by task modules travel too.
+    registered = []
+    for name, module in list(sys.modules.items()):
+        if module is None or name == "__main__" or not is_user_module(module):
+            continue
+        try:
+            cloudpickle.register_pickle_by_value(module)
+        except ValueError:
+            continue
+        registered.append(module)
+    return registered
+
+
+def is_user_module(module: types.ModuleType) -> bool:
+    """True for a module of the user's own code: a file outside site-packages, the stdlib and flyte_celery."""
+    file = getattr(module, "__file__", None)
+    if not file or module.__name__.split(".")[0] == "flyte_celery":
+        return False
+    path = str(Path(file).resolve())
+    return not path.startswith(_INSTALLED_ROOTS)

@@ -1,0 +1,150 @@
+"""The wire message: one versioned, validated context envelope carried in a namespaced Celery header.
+
+The envelope says who the action is (run, action, parent), what to run (bundle digest and task name) and the
+whole propagated run context. Inputs travel separately as a signed blob in the message body. Decoding turns any
+problem into one `MessageDecodeError` naming the field; optional fields added later default, so older messages
+still decode.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flyte_celery._context import ActionID, GroupData, Mode, RawDataPath, TaskContext
+from flyte_celery._run_spec import RunSpec
+from flyte_celery.errors import MessageDecodeError
+
+HEADER: Final = "flyte_celery"
+SCHEMA_VERSION: Final = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class RunContextMessage(_Model):
+    """The run-level context, the same for every action of a run."""
+
+    name: str = Field(min_length=1)
+    mode: Mode = "remote"
+    project: str | None = None
+    domain: str | None = None
+    org: str | None = None
+    version: str | None = None
+    queue: str | None = None
+    default_queue: str = "flyte-celery"
+    interruptible: bool | None = None
+    raw_data_path: str = ""
+    run_base_dir: str = ""
+    overwrite_cache: bool = False
+    disable_run_cache: bool = False
+    cache_lookup_scope: Literal["global", "project-domain"] = "global"
+    service_account: str | None = None
+    env_vars: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    log_level: int | None = None
+    user_log_level: int | None = None
+    log_format: Literal["console", "json"] = "console"
+    reset_root_logger: bool = False
+    max_action_concurrency: int | None = None
+    run_start_time: datetime | None = None
+    interactive_mode: bool = False
+
+    @classmethod
+    def from_spec(cls, spec: RunSpec) -> RunContextMessage:
+        fields = {name: getattr(spec, name) for name in cls.model_fields}
+        return cls(**fields)
+
+    def to_spec(self) -> RunSpec:
+        return RunSpec(**self.model_dump())
+
+
+class ActionMessage(_Model):
+    """One action: its identity, what to run and the caller's effective context at the call site."""
+
+    name: str = Field(min_length=1)
+    parent: str | None = None
+    task: str = Field(min_length=1)
+    bundle: str = Field(min_length=1)
+    version: str = ""
+    group: str | None = None
+    custom_context: dict[str, str] = Field(default_factory=dict)
+    cache_key: str | None = None
+    read_cache: bool = True
+    output_path: str = ""
+    queue: str = Field(min_length=1)
+    replay: bool = False
+
+
+class Envelope(_Model):
+    """The `flyte_celery` header: schema version, run context, action."""
+
+    v: Literal[1] = SCHEMA_VERSION
+    run: RunContextMessage
+    action: ActionMessage
+
+    @property
+    def task_id(self) -> str:
+        return celery_task_id(self.run.name, self.action.name)
+
+    def task_context(self, mode: Mode, attempt: int = 0) -> TaskContext:
+        """The `TaskContext` the action runs with on a worker, equal to what local mode builds."""
+        run = self.run
+        action = ActionID(name=self.action.name, run_name=run.name, project=run.project, domain=run.domain, org=run.org)
+        return TaskContext(
+            action=action,
+            mode=mode,
+            version=self.action.version,
+            raw_data_path=RawDataPath(run.raw_data_path),
+            run_base_dir=run.run_base_dir,
+            output_path=self.action.output_path,
+            custom_context=dict(self.action.custom_context),
+            disable_run_cache=run.disable_run_cache,
+            run_start_time=run.run_start_time,
+            attempt_number=attempt,
+            group_data=None,
+            interactive_mode=run.interactive_mode,
+        )
+
+    def encode(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+
+def celery_task_id(run: str, action: str) -> str:
+    return f"{run}-{action}"
+
+
+def decode_envelope(raw: object) -> Envelope:
+    """Validate a header value.
+
+    Raises:
+        MessageDecodeError: Naming the first bad field (and keeping the raw value), for anything but a valid
+            envelope of a schema version this code knows.
+    """
+    if not isinstance(raw, dict):
+        raise MessageDecodeError(f"header {HEADER!r} is missing or not an object", field=HEADER, raw=_raw(raw))
+    version = raw.get("v", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise MessageDecodeError(
+            f"unknown envelope schema version {version!r} (this worker knows {SCHEMA_VERSION}): upgrade the worker",
+            field="v",
+            raw=_raw(raw),
+        )
+    try:
+        return Envelope.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise MessageDecodeError(f"bad field {where!r}: {first['msg']}", field=where, raw=_raw(raw)) from None
+
+
+def _raw(value: object) -> bytes:
+    return repr(value).encode("utf-8", "replace")[:4096]
+
+
+def group_of(envelope: Envelope) -> GroupData | None:
+    return GroupData(envelope.action.group) if envelope.action.group else None

@@ -1,0 +1,250 @@
+"""Starting remote and hybrid runs from a client, and `Run` handles backed by the cluster's records."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import time
+from typing import Any, cast
+
+import redis
+from celery import Celery
+
+from flyte_celery._action_call import prepare_root_call
+from flyte_celery._cache.redis_store import RedisCacheStore
+from flyte_celery._celery.app import make_app
+from flyte_celery._celery.bundle import build_bundle, bundle_digest, dumps_by_value
+from flyte_celery._celery.controller import CeleryController, action_message
+from flyte_celery._celery.envelope import HEADER, Envelope, RunContextMessage, celery_task_id
+from flyte_celery._celery.keys import BUNDLE_TTL_S, ENQUEUED_TTL_S, RUN_TTL_S, Keys
+from flyte_celery._celery.outcome import Outcome, decode_outcome
+from flyte_celery._celery.runtime import ENTRY_TASK, Runtime, inputs_repr
+from flyte_celery._celery.signing import sign, signing_key
+from flyte_celery._config_model import Settings
+from flyte_celery._context import ROOT_ACTION_NAME
+from flyte_celery._environ import environ_overlay
+from flyte_celery._execution import execute_action
+from flyte_celery._init import current_settings
+from flyte_celery._run import ActionOutputs, ActionPhase, CompletedRun, Run, remember
+from flyte_celery._run_options import RunOptions
+from flyte_celery._run_spec import RunSpec
+from flyte_celery._task import TaskTemplate
+from flyte_celery.errors import (
+    ActionAbortedError,
+    BaseRuntimeError,
+    RunAlreadyExistsError,
+    TaskTimeoutError,
+)
+
+_apps: dict[int, Celery] = {}
+
+
+def client_app(settings: Settings) -> Celery:
+    app = _apps.get(id(settings))
+    if app is None:
+        app = _apps[id(settings)] = make_app(settings)
+    return app
+
+
+def _key(settings: Settings) -> bytes:
+    secret = settings.security.signing_key
+    return signing_key(secret.get_secret_value() if secret else None)
+
+
+async def launch(
+    spec: RunSpec,
+    settings: Settings,
+    task: TaskTemplate[Any, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    options: RunOptions,
+) -> Run:
+    """Start a remote run (returns at once) or a hybrid one (returns when its root, run here, is done)."""
+    if spec.mode == "hybrid":
+        return await _launch_hybrid(spec, settings, task, args, kwargs)
+    return await asyncio.get_running_loop().run_in_executor(
+        None, _launch_remote, spec, settings, task, args, kwargs, bool(options.dry_run)
+    )
+
+
+def _launch_remote(
+    spec: RunSpec,
+    settings: Settings,
+    task: TaskTemplate[Any, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    dry_run: bool,
+) -> Run:
+    keys = Keys(settings.redis.key_prefix)
+    key = _key(settings)
+    client = redis.Redis.from_url(settings.redis_url_resolved())
+    try:
+        data, _ = build_bundle(task)
+        digest = bundle_digest(data)
+        spec = dataclasses.replace(spec, version=spec.version or digest)
+        call = prepare_root_call(spec, task, args, kwargs, ROOT_ACTION_NAME)
+        inputs = sign(key, dumps_by_value(call.inputs))
+        client.set(keys.bundle(digest), sign(key, data), ex=BUNDLE_TTL_S)
+        if dry_run:
+            return Run(RemoteRunBackend(spec.name, settings, tuple(task.interface.outputs), dry_run=True))
+        _create_run_record(client, keys, spec, task, digest)
+        envelope = Envelope(
+            run=RunContextMessage.from_spec(spec),
+            action=action_message(call, digest, spec, parent=None, group=None),
+        )
+        client.set(keys.enqueued(spec.name, ROOT_ACTION_NAME), "1", ex=ENQUEUED_TTL_S)
+        client_app(settings).tasks[ENTRY_TASK].apply_async(
+            args=(base64.b64encode(inputs).decode("ascii"),),
+            task_id=envelope.task_id,
+            queue=envelope.action.queue,
+            headers={HEADER: envelope.encode()},
+            shadow=task.name,
+            argsrepr=inputs_repr(call.inputs),
+            kwargsrepr=f"{{'run': '{spec.name}', 'action': '{ROOT_ACTION_NAME}'}}",
+        )
+    finally:
+        client.close()
+    return remember(RemoteRunBackend(spec.name, settings, tuple(task.interface.outputs)))
+
+
+def _create_run_record(client: Any, keys: Keys, spec: RunSpec, task: TaskTemplate[Any, Any], digest: str) -> None:
+    record = keys.run(spec.name)
+    if not client.hsetnx(record, "created_at", str(time.time())):
+        raise RunAlreadyExistsError(spec.name, f"a run named {spec.name!r} already exists: pick another name")
+    client.hset(
+        record,
+        mapping={
+            "mode": spec.mode,
+            "root_task": task.name,
+            "outputs": json.dumps(list(task.interface.outputs)),
+            "bundle": digest,
+            "project": spec.project or "",
+            "domain": spec.domain or "",
+            "labels": json.dumps(dict(spec.labels)),
+            "annotations": json.dumps(dict(spec.annotations)),
+            "service_account": spec.service_account or "",
+        },
+    )
+    client.expire(record, RUN_TTL_S)
+
+
+async def _launch_hybrid(
+    spec: RunSpec, settings: Settings, task: TaskTemplate[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Run:
+    runtime = Runtime(settings, client_app(settings))
+    await runtime.start()
+    store = RedisCacheStore(settings.redis_url_resolved(), prefix=settings.redis.key_prefix + "cache:")
+    try:
+        digest = await runtime.bundle_for(task)
+        spec = dataclasses.replace(spec, version=spec.version or digest)
+        client = redis.Redis.from_url(settings.redis_url_resolved())
+        try:
+            _create_run_record(client, runtime.keys, spec, task, digest)
+        finally:
+            client.close()
+        controller = CeleryController(runtime, asyncio.get_running_loop())
+        call = prepare_root_call(spec, task, args, kwargs, ROOT_ACTION_NAME)
+        try:
+            with environ_overlay({**task.env_vars, **spec.env_vars}):
+                value = await execute_action(call, spec, controller, store if call.cache_key else None)
+        except BaseRuntimeError as err:
+            await runtime.complete(spec.name, ROOT_ACTION_NAME, Outcome(error=err), f"task {task.name!r}")
+            raise
+        await runtime.complete(spec.name, ROOT_ACTION_NAME, Outcome(value=value), f"task {task.name!r}")
+    finally:
+        await store.close()
+        await runtime.close()
+    names = tuple(task.interface.outputs) or ("o0",)
+    outputs = ActionOutputs(task.interface.output_tuple(value), names)
+    return remember(CompletedRun(spec.name, spec.run_base_dir, outputs))
+
+
+class RemoteRunBackend:
+    """A run on the cluster, read from its Redis records."""
+
+    def __init__(self, name: str, settings: Settings, output_names: tuple[str, ...], *, dry_run: bool = False) -> None:
+        self.name = name
+        self.settings = settings
+        self.output_names = output_names or ("o0",)
+        self.dry_run = dry_run
+        self.keys = Keys(settings.redis.key_prefix)
+        flower = settings.flower.url
+        self.url = f"{flower.rstrip('/')}/task/{celery_task_id(name, ROOT_ACTION_NAME)}" if flower else ""
+
+    def _outcome_now(self) -> Outcome | None:
+        client = redis.Redis.from_url(self.settings.redis_url_resolved())
+        try:
+            blob = client.get(self.keys.result(self.name, ROOT_ACTION_NAME))
+        finally:
+            client.close()
+        if blob is None:
+            return None
+        return decode_outcome(_key(self.settings), cast(bytes, blob), f"result of run {self.name}")
+
+    def phase(self) -> ActionPhase:
+        if self.dry_run:
+            return ActionPhase.QUEUED
+        outcome = self._outcome_now()
+        if outcome is None:
+            return ActionPhase.RUNNING
+        return phase_of(outcome)
+
+    async def wait(self, timeout: float | None) -> ActionPhase:
+        try:
+            await asyncio.wait_for(self._wait_outcome(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        return self.phase()
+
+    async def _wait_outcome(self) -> Outcome:
+        runtime = Runtime(self.settings, client_app(self.settings))
+        await runtime.start()
+        try:
+            return await runtime.wait_for(self.name, ROOT_ACTION_NAME, None)
+        finally:
+            await runtime.close()
+
+    async def outputs(self) -> ActionOutputs:
+        if self.dry_run:
+            raise RuntimeError(f"run {self.name} is a dry run: it has no outputs")
+        outcome = await self._wait_outcome()
+        value = outcome.unwrap()
+        values = (value,) if len(self.output_names) <= 1 else tuple(value)
+        return ActionOutputs(values, self.output_names)
+
+    async def abort(self, reason: str) -> None:
+        runtime = Runtime(self.settings, client_app(self.settings))
+        try:
+            await runtime.redis.set(self.keys.aborted(self.name), reason, ex=RUN_TTL_S)
+            await runtime.redis.publish(self.keys.abort_channel, self.name)
+            # A root still queued has nobody to record its end: record it here (the first outcome wins).
+            error = ActionAbortedError(f"run {self.name} was aborted: {reason}")
+            await runtime.complete(self.name, ROOT_ACTION_NAME, Outcome(error=error), f"run {self.name}")
+        finally:
+            await runtime.close()
+
+
+def phase_of(outcome: Outcome) -> ActionPhase:
+    if outcome.error is None:
+        return ActionPhase.SUCCEEDED
+    if isinstance(outcome.error, ActionAbortedError):
+        return ActionPhase.ABORTED
+    if isinstance(outcome.error, TaskTimeoutError):
+        return ActionPhase.TIMED_OUT
+    return ActionPhase.FAILED
+
+
+def find_run(name: str) -> RemoteRunBackend | None:
+    """The run named `name` on the configured cluster, or None."""
+    settings = current_settings()
+    client = redis.Redis.from_url(settings.redis_url_resolved())
+    try:
+        record = client.hgetall(Keys(settings.redis.key_prefix).run(name))
+    finally:
+        client.close()
+    if not record:
+        return None
+    outputs = json.loads(record.get(b"outputs", b"[]"))
+    return RemoteRunBackend(name, settings, tuple(outputs))

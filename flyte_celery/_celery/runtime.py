@@ -1,0 +1,238 @@
+"""The per-process Celery runtime: one async Redis client, one reply channel, batched publishing, bundle cache.
+
+Every process that waits on actions (a worker pool process, a hybrid client, a client waiting on a run) has one
+`Runtime` on one event loop. Waiting is demultiplexed: the process subscribes once to its own reply channel, and
+each finished action notifies the reply channels registered in its waiters set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import socket
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from celery import Celery
+
+from flyte_celery._celery.bundle import Bundle, build_bundle, bundle_digest, load_bundle
+from flyte_celery._celery.envelope import HEADER, Envelope
+from flyte_celery._celery.keys import BUNDLE_TTL_S, Keys
+from flyte_celery._celery.outcome import Outcome, decode_outcome, encode_outcome
+from flyte_celery._celery.records import ATTACH, ATTACH_TTLS, COMPLETE, COMPLETE_TTL, notification
+from flyte_celery._celery.signing import sign, signing_key, verify
+from flyte_celery._config_model import Settings
+from flyte_celery._logging import system_logger
+from flyte_celery._task import TaskTemplate
+from flyte_celery.errors import RuntimeSystemError
+
+ENTRY_TASK = "flyte_celery.run_action"
+MAX_REPR_CHARS = 200
+MAX_CACHED_BUNDLES = 64
+
+
+@dataclass(frozen=True)
+class Publication:
+    """One message to publish: an action's envelope, its signed inputs and how Flower should show it."""
+
+    envelope: Envelope
+    inputs: bytes
+    argsrepr: str
+
+
+class Runtime:
+    """Redis, reply channel and publisher of one process, bound to the event loop it is started on."""
+
+    def __init__(self, settings: Settings, app: Celery) -> None:
+        self.settings = settings
+        self.app = app
+        self.keys = Keys(settings.redis.key_prefix)
+        secret = settings.security.signing_key
+        self.signing_key = signing_key(secret.get_secret_value() if secret else None)
+        self.process_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.reply_channel = self.keys.reply_channel(self.process_id)
+        self.redis = aioredis.Redis.from_url(settings.redis_url_resolved())
+        self._waiting: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self._pending: list[tuple[Publication, asyncio.Future[None]]] = []
+        self._bundles: dict[str, Bundle] = {}
+        self._bundle_of: dict[int, str] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._pubsub: Any = None
+        self._attach = self.redis.register_script(ATTACH)
+        self._complete = self.redis.register_script(COMPLETE)
+        self.on_abort: list[Any] = []
+
+    async def start(self) -> None:
+        self._pubsub = self.redis.pubsub()
+        await self._pubsub.subscribe(self.reply_channel, self.keys.abort_channel)
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+        await self.redis.aclose()
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                system_logger.warning("reply channel read failed (%s); resubscribing", exc)
+                await asyncio.sleep(0.1)
+                continue
+            if message is None:
+                continue
+            channel = _text(message["channel"])
+            data = _text(message["data"])
+            if channel == self.keys.abort_channel:
+                for callback in self.on_abort:
+                    callback(data)
+                continue
+            for future in self._waiting.pop(data, ()):
+                if not future.done():
+                    future.set_result(None)
+
+    async def wait_for(self, run: str, action: str, publication: Publication | None, *, release: Any = None) -> Outcome:
+        """The outcome of `run`/`action`, publishing its message first if nobody has yet.
+
+        `release` (if given) is called once the wait is known to be real, i.e. the action has no result yet.
+        """
+        key = notification(run, action)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[key].append(future)
+        try:
+            result, must_publish = await self._attach(
+                keys=[self.keys.result(run, action), self.keys.waiters(run, action), self.keys.enqueued(run, action)],
+                args=[self.reply_channel, *ATTACH_TTLS],
+            )
+            if result is None:
+                if must_publish and publication is not None:
+                    await self.publish(publication)
+                if release is not None:
+                    release()
+                await future
+                result = await self.redis.get(self.keys.result(run, action))
+                if result is None:
+                    raise RuntimeSystemError("ResultMissing", f"action {run}/{action} finished but has no result")
+            return decode_outcome(self.signing_key, result, f"result of action {run}/{action}")
+        finally:
+            waiting = self._waiting.get(key)
+            if waiting is not None and future in waiting:
+                waiting.remove(future)
+                if not waiting:
+                    del self._waiting[key]
+
+    async def complete(self, run: str, action: str, outcome: Outcome, what: str) -> bool:
+        """Record the outcome (first one wins) and notify the waiters; True if this call wrote it."""
+        blob = encode_outcome(self.signing_key, outcome, what)
+        written = await self._complete(
+            keys=[self.keys.result(run, action), self.keys.waiters(run, action)],
+            args=[blob, COMPLETE_TTL, notification(run, action)],
+        )
+        return bool(written)
+
+    async def result_exists(self, run: str, action: str) -> bool:
+        return bool(await self.redis.exists(self.keys.result(run, action)))
+
+    async def is_aborted(self, run: str) -> bool:
+        return bool(await self.redis.exists(self.keys.aborted(run)))
+
+    # Publishing: everything requested in one loop tick goes out on one producer connection.
+    async def publish(self, publication: Publication) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((publication, future))
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+        await future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(None, self._publish_batch, [p for p, _ in batch])
+
+        def settle(done: asyncio.Future[None]) -> None:
+            error = done.exception()
+            for _, future in batch:
+                if future.done():
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(None)
+
+        job.add_done_callback(settle)
+
+    def _publish_batch(self, batch: list[Publication]) -> None:
+        task = self.app.tasks[ENTRY_TASK]
+        with self.app.producer_or_acquire() as producer:
+            for publication in batch:
+                envelope = publication.envelope
+                task.apply_async(
+                    args=(base64.b64encode(publication.inputs).decode("ascii"),),
+                    task_id=envelope.task_id,
+                    queue=envelope.action.queue,
+                    headers={HEADER: envelope.encode()},
+                    shadow=envelope.action.task,
+                    argsrepr=publication.argsrepr,
+                    kwargsrepr=f"{{'run': '{envelope.run.name}', 'action': '{envelope.action.name}'}}",
+                    producer=producer,
+                )
+
+    # Bundles: stored once per digest, cached in memory.
+    async def bundle_for(self, task: TaskTemplate[Any, Any]) -> str:
+        """The digest of a stored bundle holding `task`, building and storing one if this process has none."""
+        digest = self._bundle_of.get(id(task))
+        if digest is not None:
+            return digest
+        data, bundle = build_bundle(task)
+        digest = bundle_digest(data)
+        await self.redis.set(self.keys.bundle(digest), sign(self.signing_key, data), ex=BUNDLE_TTL_S)
+        self._index(digest, bundle)
+        return digest
+
+    async def load_bundle(self, digest: str) -> Bundle:
+        bundle = self._bundles.get(digest)
+        if bundle is not None:
+            return bundle
+        blob = await self.redis.get(self.keys.bundle(digest))
+        if blob is None:
+            raise RuntimeSystemError(
+                "BundleNotFound", f"code bundle {digest} is not in Redis (expired or never stored)"
+            )
+        bundle = load_bundle(verify(self.signing_key, cast(bytes, blob), f"code bundle {digest}"))
+        self._index(digest, bundle)
+        return bundle
+
+    def _index(self, digest: str, bundle: Bundle) -> None:
+        if len(self._bundles) >= MAX_CACHED_BUNDLES:
+            old_digest = next(iter(self._bundles))
+            old = self._bundles.pop(old_digest)
+            for task in old.tasks.values():
+                self._bundle_of.pop(id(task), None)
+        self._bundles[digest] = bundle
+        for task in bundle.tasks.values():
+            self._bundle_of[id(task)] = digest
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def inputs_repr(inputs: dict[str, Any]) -> str:
+    """How Flower shows an action's inputs: `name=value` pairs, each value's repr cut short."""
+    parts = []
+    for name, value in inputs.items():
+        text = repr(value)
+        if len(text) > MAX_REPR_CHARS:
+            text = text[: MAX_REPR_CHARS - 3] + "..."
+        parts.append(f"{name}={text}")
+    return "(" + ", ".join(parts) + ")"

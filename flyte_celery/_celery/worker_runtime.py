@@ -1,0 +1,195 @@
+"""What a worker pool process runs: a loop thread hosting actions, and the Celery task body that feeds it.
+
+The task body decodes the message and hands the action to the loop thread, then waits on the action's `Slot`:
+a leaf (or a parent that never waits) finishes while the body holds the slot; a parent that waits on a child
+releases it, the body returns (`Ignore`: acknowledged, no state) and the parent lives on in the loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import os
+import threading
+from collections import defaultdict
+from typing import Any, TypeVar
+
+from celery import Celery
+from celery.exceptions import Ignore
+
+from flyte_celery._action_call import ActionCall
+from flyte_celery._cache.redis_store import RedisCacheStore
+from flyte_celery._celery.controller import CeleryController
+from flyte_celery._celery.envelope import HEADER, Envelope, decode_envelope
+from flyte_celery._celery.outcome import Outcome
+from flyte_celery._celery.runtime import Runtime
+from flyte_celery._celery.signing import verify
+from flyte_celery._celery.slots import Slot, slot_held
+from flyte_celery._config_model import Settings
+from flyte_celery._context import Mode
+from flyte_celery._environ import environ_overlay
+from flyte_celery._execution import execute_action, format_traceback
+from flyte_celery._logging import system_logger
+from flyte_celery._values import loads_value
+from flyte_celery.errors import (
+    ActionAbortedError,
+    BaseRuntimeError,
+    MessageDecodeError,
+    RuntimeSystemError,
+)
+
+T = TypeVar("T")
+
+
+class ActionHost:
+    """Runs actions on an event loop with the process's `Runtime`, Celery controller and Redis cache store."""
+
+    def __init__(self, runtime: Runtime, loop: asyncio.AbstractEventLoop) -> None:
+        self.runtime = runtime
+        self.loop = loop
+        self.controller = CeleryController(runtime, loop)
+        settings = runtime.settings
+        self.store = RedisCacheStore(settings.redis_url_resolved(), prefix=settings.redis.key_prefix + "cache:")
+        self._running: defaultdict[str, set[asyncio.Task[Any]]] = defaultdict(set)
+        runtime.on_abort.append(self._abort_run)
+
+    async def run(self, envelope: Envelope, inputs_blob: bytes, slot: Slot | None, mode: Mode) -> Outcome:
+        """Run one action to its outcome, record it, and wake whoever waits for it."""
+        run, action = envelope.run.name, envelope.action.name
+        current = asyncio.current_task()
+        if current is not None:
+            self._running[run].add(current)
+        try:
+            outcome = await self._outcome(envelope, inputs_blob, slot, mode)
+            await self.runtime.complete(run, action, outcome, f"task {envelope.action.task!r}")
+            return outcome
+        finally:
+            if current is not None:
+                self._running[run].discard(current)
+                if not self._running[run]:
+                    del self._running[run]
+            if slot is not None:
+                slot.finish()
+
+    async def _outcome(self, envelope: Envelope, inputs_blob: bytes, slot: Slot | None, mode: Mode) -> Outcome:
+        try:
+            bundle = await self.runtime.load_bundle(envelope.action.bundle)
+            task = bundle.tasks.get(envelope.action.task)
+            if task is None:
+                raise RuntimeSystemError(
+                    "TaskNotInBundle", f"task {envelope.action.task!r} is not in code bundle {envelope.action.bundle}"
+                )
+            inputs = loads_value(verify(self.runtime.signing_key, inputs_blob, f"inputs of {envelope.task_id}"))
+            spec = envelope.run.to_spec()
+            call = ActionCall(
+                task, inputs, envelope.task_context(mode), envelope.action.cache_key, envelope.action.read_cache
+            )
+            store = self.store if call.cache_key else None
+            with environ_overlay({**task.env_vars, **spec.env_vars}):
+                if slot is None:
+                    value = await execute_action(call, spec, self.controller, store)
+                else:
+                    with slot_held(slot):
+                        value = await execute_action(call, spec, self.controller, store)
+            return Outcome(value=value)
+        except BaseRuntimeError as err:
+            return Outcome(error=err)
+        except asyncio.CancelledError:
+            return Outcome(error=ActionAbortedError(f"action {envelope.task_id} was aborted"))
+        except Exception as exc:
+            error = RuntimeSystemError(type(exc).__name__, str(exc), traceback_text=format_traceback(exc))
+            return Outcome(
+                error=error.with_context(
+                    run_name=envelope.run.name, action_name=envelope.action.name, task_name=envelope.action.task
+                )
+            )
+
+    def _abort_run(self, run: str) -> None:
+        for task in list(self._running.get(run, ())):
+            task.cancel()
+
+
+class WorkerRuntime:
+    """One per pool process: an event loop on its own thread, with an `ActionHost` on it."""
+
+    def __init__(self, settings: Settings, app: Celery) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="flyte-celery-loop", daemon=True)
+        self.thread.start()
+        self.runtime = Runtime(settings, app)
+        self.call(self.runtime.start())
+        self.host = ActionHost(self.runtime, self.loop)
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def start(self, envelope: Envelope, inputs: bytes) -> tuple[Slot, concurrent.futures.Future[Outcome]]:
+        slot = Slot()
+        future = asyncio.run_coroutine_threadsafe(self.host.run(envelope, inputs, slot, "remote"), self.loop)
+        return slot, future
+
+    def stop(self) -> None:
+        try:
+            self.call(self.runtime.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+_runtime: WorkerRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def worker_runtime(settings: Settings, app: Celery) -> WorkerRuntime:
+    """This process's runtime, created on first use (and again in a forked child)."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None or _runtime.pid != os.getpid():
+            _runtime = WorkerRuntime(settings, app)
+        return _runtime
+
+
+def run_action_body(task: Any, inputs_b64: str, settings: Settings) -> str:
+    """The body of the entry Celery task (see the module docstring); never raises for a bad message."""
+    raw = getattr(task.request, HEADER, None)
+    if raw is None:
+        raw = (task.request.headers or {}).get(HEADER)
+    runtime = worker_runtime(settings, task.app)
+    try:
+        envelope = decode_envelope(raw)
+    except MessageDecodeError as err:
+        _record_undecodable(runtime, raw, err)
+        return f"rejected: {err}"
+    try:
+        inputs = base64.b64decode(inputs_b64, validate=True)
+    except (ValueError, TypeError) as exc:
+        error = MessageDecodeError(f"inputs are not base64: {exc}", field="args[0]")
+        runtime.call(runtime.runtime.complete(envelope.run.name, envelope.action.name, Outcome(error=error), "inputs"))
+        return f"rejected: {error}"
+    if runtime.call(runtime.runtime.result_exists(envelope.run.name, envelope.action.name)):
+        return "already finished"
+    if runtime.call(runtime.runtime.is_aborted(envelope.run.name)):
+        aborted = ActionAbortedError(
+            f"run {envelope.run.name} was aborted before action {envelope.action.name} started"
+        )
+        runtime.call(runtime.runtime.complete(envelope.run.name, envelope.action.name, Outcome(error=aborted), "abort"))
+        return "aborted"
+    slot, future = runtime.start(envelope, inputs)
+    slot.wait()
+    if slot.released and not future.done():
+        raise Ignore()
+    outcome = future.result()
+    return "failed" if outcome.error is not None else "succeeded"
+
+
+def _record_undecodable(runtime: WorkerRuntime, raw: object, err: MessageDecodeError) -> None:
+    system_logger.error("rejected a message with a bad %r header: %s", HEADER, err)
+    # Fail the action if the message says which it is, so its parent does not wait forever.
+    try:
+        run = raw["run"]["name"]  # type: ignore[index]
+        action = raw["action"]["name"]  # type: ignore[index]
+    except (TypeError, KeyError):
+        return
+    if isinstance(run, str) and isinstance(action, str):
+        runtime.call(runtime.runtime.complete(run, action, Outcome(error=err), "a bad message"))

@@ -36,7 +36,7 @@ def make_app(settings: Settings) -> Celery:
     if settings.worker.concurrency is not None and "worker_concurrency" not in settings.celery:
         app.conf.worker_concurrency = settings.worker.concurrency
 
-    @app.task(name=ENTRY_TASK, bind=True)  # type: ignore[untyped-decorator]
+    @app.task(name=ENTRY_TASK, bind=True, shared=False)  # type: ignore[untyped-decorator]
     def run_action(self: Any, inputs: str) -> str:
         from flyte_celery._celery.worker_runtime import run_action_body
 

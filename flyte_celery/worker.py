@@ -35,4 +35,11 @@ def _start_runtime(**_: Any) -> None:
     worker_runtime(settings, app)
 
 
+@signals.worker_process_shutdown.connect  # type: ignore[untyped-decorator]
+def _hand_off(**_: Any) -> None:
+    from flyte_celery._celery.worker_runtime import hand_off
+
+    hand_off()
+
+
 __all__ = ["app"]

@@ -22,6 +22,7 @@ from flyte_celery._action_call import ActionCall
 from flyte_celery._cache.redis_store import RedisCacheStore
 from flyte_celery._celery.controller import CeleryController
 from flyte_celery._celery.envelope import HEADER, Envelope, decode_envelope
+from flyte_celery._celery.leases import LeaseKeeper
 from flyte_celery._celery.outcome import Outcome
 from flyte_celery._celery.runtime import Runtime
 from flyte_celery._celery.signing import verify
@@ -52,6 +53,7 @@ class ActionHost:
         settings = runtime.settings
         self.store = RedisCacheStore(settings.redis_url_resolved(), prefix=settings.redis.key_prefix + "cache:")
         self._running: defaultdict[str, set[asyncio.Task[Any]]] = defaultdict(set)
+        self.leases: LeaseKeeper | None = None
         runtime.on_abort.append(self._abort_run)
 
     async def run(self, envelope: Envelope, inputs_blob: bytes, slot: Slot | None, mode: Mode) -> Outcome:
@@ -63,6 +65,8 @@ class ActionHost:
         try:
             outcome = await self._outcome(envelope, inputs_blob, slot, mode)
             await self.runtime.complete(run, action, outcome, f"task {envelope.action.task!r}")
+            if slot is not None and slot.released and self.leases is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.leases.finished, run, action)
             return outcome
         finally:
             if current is not None:
@@ -121,6 +125,7 @@ class WorkerRuntime:
         self.runtime = Runtime(settings, app)
         self.call(self.runtime.start())
         self.host = ActionHost(self.runtime, self.loop)
+        self.leases = self.host.leases = LeaseKeeper(settings.redis_url_resolved(), self.runtime.keys, app)
 
     def call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
@@ -131,6 +136,7 @@ class WorkerRuntime:
         return slot, future
 
     def stop(self) -> None:
+        self.leases.hand_off()
         try:
             self.call(self.runtime.close())
         finally:
@@ -139,6 +145,12 @@ class WorkerRuntime:
 
 _runtime: WorkerRuntime | None = None
 _runtime_lock = threading.Lock()
+
+
+def hand_off() -> None:
+    """On pool-process shutdown: let other workers take over the parents suspended here."""
+    if _runtime is not None and _runtime.pid == os.getpid():
+        _runtime.leases.hand_off()
 
 
 def worker_runtime(settings: Settings, app: Celery) -> WorkerRuntime:
@@ -178,6 +190,14 @@ def run_action_body(task: Any, inputs_b64: str, settings: Settings) -> str:
     slot, future = runtime.start(envelope, inputs)
     slot.wait()
     if slot.released and not future.done():
+        runtime.leases.suspend(
+            {
+                "args": [inputs_b64],
+                "headers": {HEADER: raw},
+                "argsrepr": getattr(task.request, "argsrepr", None),
+                "kwargsrepr": getattr(task.request, "kwargsrepr", None),
+            }
+        )
         raise Ignore()
     outcome = future.result()
     return "failed" if outcome.error is not None else "succeeded"

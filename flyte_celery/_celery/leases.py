@@ -1,0 +1,138 @@
+"""Leases for suspended parents: a parent that gave its slot back is already acknowledged, so its liveness is ours.
+
+When a parent suspends, its message is stored and a lease (a score in one sorted set) is taken. A thread in every
+pool process renews the leases of the parents it hosts, and sweeps: an expired lease is claimed by exactly one
+sweeper (`ZREM` returns 1 for one caller), which re-publishes the stored message under the same task id, unless the
+action has finished meanwhile. On a warm shutdown the process expires its own leases, so another worker takes its
+parents over at once instead of after the TTL. A re-run parent replays from the top: its finished children return
+at once from their result records, running ones are re-attached, not re-published.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import redis
+from celery import Celery
+
+from flyte_celery._celery.envelope import HEADER, decode_envelope
+from flyte_celery._celery.keys import LEASE_REFRESH_S, LEASE_TTL_S, SUSPENDED_TTL_S, SWEEP_INTERVAL_S, Keys
+from flyte_celery._celery.runtime import ENTRY_TASK
+from flyte_celery._logging import system_logger
+
+MAX_SWEPT_PER_ROUND = 100
+
+
+def lease_member(run: str, action: str) -> str:
+    return f"{run}:{action}"
+
+
+class LeaseKeeper:
+    """Renews this process's leases and takes over expired ones, on a thread of its own."""
+
+    def __init__(self, redis_url: str, keys: Keys, app: Celery) -> None:
+        self.client = redis.Redis.from_url(redis_url)
+        self.keys = keys
+        self.app = app
+        self._held: set[tuple[str, str]] = set()
+        self._finished_early: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="flyte-celery-leases", daemon=True)
+        self._thread.start()
+
+    def suspend(self, message: dict[str, Any]) -> None:
+        """Store a suspended parent's message and take its lease (before its task body acknowledges it)."""
+        envelope = message["headers"][HEADER]
+        run, action = envelope["run"]["name"], envelope["action"]["name"]
+        with self._lock:
+            if (run, action) in self._finished_early:
+                self._finished_early.discard((run, action))
+                return
+            self._held.add((run, action))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self.keys.message(run, action), json.dumps(message), ex=SUSPENDED_TTL_S)
+        pipe.zadd(self.keys.leases, {lease_member(run, action): time.time() + LEASE_TTL_S})
+        pipe.execute()
+
+    def finished(self, run: str, action: str) -> None:
+        """Drop the lease and message of a parent that has finished."""
+        with self._lock:
+            if (run, action) not in self._held:
+                # It finished before its task body got to suspend it: tell `suspend` not to bother.
+                self._finished_early.add((run, action))
+                return
+            self._held.discard((run, action))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrem(self.keys.leases, lease_member(run, action))
+        pipe.delete(self.keys.message(run, action))
+        pipe.execute()
+
+    def hand_off(self) -> None:
+        """Expire every lease this process holds, so other workers take the parents over now."""
+        self._stop.set()
+        with self._lock:
+            held = list(self._held)
+            self._held.clear()
+        if held:
+            self.client.zadd(self.keys.leases, {lease_member(run, action): 0 for run, action in held}, xx=True)
+            system_logger.warning("handed off %d suspended parent(s) to the other workers", len(held))
+
+    def _loop(self) -> None:
+        next_sweep = 0.0
+        while not self._stop.wait(LEASE_REFRESH_S if next_sweep else 0.5):
+            try:
+                self._renew()
+                if time.monotonic() >= next_sweep:
+                    self.sweep()
+                    next_sweep = time.monotonic() + SWEEP_INTERVAL_S
+            except Exception as exc:
+                system_logger.warning("lease upkeep failed: %s", exc)
+
+    def _renew(self) -> None:
+        with self._lock:
+            held = list(self._held)
+        if held:
+            expiry = time.time() + LEASE_TTL_S
+            self.client.zadd(self.keys.leases, {lease_member(r, a): expiry for r, a in held}, xx=True)
+
+    def sweep(self) -> int:
+        """Re-publish the parents whose lease expired; returns how many this call took over."""
+        expired = self.client.zrangebyscore(self.keys.leases, "-inf", time.time(), start=0, num=MAX_SWEPT_PER_ROUND)
+        taken = 0
+        for raw_member in expired:
+            member = raw_member.decode() if isinstance(raw_member, bytes) else str(raw_member)
+            if not self.client.zrem(self.keys.leases, member):
+                continue  # another sweeper claimed it
+            run, _, action = member.rpartition(":")
+            if self.client.exists(self.keys.result(run, action)):
+                self.client.delete(self.keys.message(run, action))
+                continue
+            stored = self.client.get(self.keys.message(run, action))
+            if stored is None:
+                system_logger.error("suspended action %s expired but its message is gone; it cannot be resumed", member)
+                continue
+            self._republish(json.loads(stored))
+            taken += 1
+        return taken
+
+    def _republish(self, message: dict[str, Any]) -> None:
+        envelope = decode_envelope(message["headers"][HEADER])
+        replay = envelope.model_copy(update={"action": envelope.action.model_copy(update={"replay": True})})
+        system_logger.warning("taking over suspended action %s (its worker stopped renewing it)", envelope.task_id)
+        self.app.tasks[ENTRY_TASK].apply_async(
+            args=tuple(message["args"]),
+            task_id=envelope.task_id,
+            queue=envelope.action.queue,
+            headers={HEADER: replay.encode()},
+            shadow=envelope.action.task,
+            argsrepr=message.get("argsrepr"),
+            kwargsrepr=message.get("kwargsrepr"),
+        )
+
+    def close(self) -> None:
+        self._stop.set()
+        self.client.close()

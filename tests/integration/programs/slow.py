@@ -1,0 +1,37 @@
+"""Programs for the shutdown and crash tests: parents that wait on slow children, counting executions in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import redis
+
+import flyte_celery as flyte
+
+env = flyte.TaskEnvironment("slow")
+
+
+def _count(name: str) -> None:
+    client = redis.Redis.from_url(os.environ["FLYTE_CELERY_REDIS_URL"])
+    try:
+        client.hincrby("test:executions", name, 1)
+    finally:
+        client.close()
+
+
+@env.task
+async def slow_leaf(i: int, seconds: float) -> int:
+    _count(f"leaf-{i}")
+    await asyncio.sleep(seconds)
+    return i
+
+
+@env.task
+async def sequential_parent(n: int, seconds: float) -> int:
+    """Awaits `n` slow children one after the other, so a stop in the middle leaves finished and pending ones."""
+    _count("parent")
+    total = 0
+    for i in range(n):
+        total += await slow_leaf(i, seconds)
+    return total

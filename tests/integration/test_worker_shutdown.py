@@ -1,0 +1,35 @@
+"""Stopping a worker the normal way (SIGTERM, as `docker stop`) loses no run, and finished children are reused."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import flyte_celery as flyte
+from tests._services import wait_until
+from tests._workers import WorkerFactory, wait_exit
+from tests.integration.programs import slow
+
+RUN_DEADLINE_S = 60.0
+
+
+def _executions(redis_client: Any) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in redis_client.hgetall("test:executions").items()}
+
+
+def test_sigterm_hands_suspended_parents_to_the_remaining_worker(
+    worker_factory: WorkerFactory, redis_client: Any
+) -> None:
+    first = worker_factory.start(concurrency=1)
+    run = flyte.with_runcontext(mode="remote").run(slow.sequential_parent, 6, 0.3)
+    wait_until(lambda: _executions(redis_client).get("leaf-2"), 30, "the third child to start")
+    second = worker_factory.start(concurrency=1)
+    first.stop(signal.SIGTERM, wait=False)
+    assert wait_exit(first, 30) == 0
+    assert run.wait(timeout=RUN_DEADLINE_S) == flyte.ActionPhase.SUCCEEDED, second.log()[-3000:]
+    assert run.outputs().o0 == sum(range(6))
+    executions = _executions(redis_client)
+    assert executions["parent"] == 2  # the first execution, then the take-over
+    assert executions["leaf-0"] == 1  # finished before the stop: reused, not re-run
+    assert executions["leaf-1"] == 1
+    assert all(executions[f"leaf-{i}"] == 1 for i in range(6)), executions

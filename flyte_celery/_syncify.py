@@ -21,6 +21,11 @@ def run_blocking(coro: Coroutine[Any, Any, R]) -> R:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        running = False
+    else:
+        running = True
+    if not running:
+        # Outside the except block, so a failure's traceback does not drag "no running event loop" along.
         return asyncio.run(coro)
     outcome: dict[str, Any] = {}
 

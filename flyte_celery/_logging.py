@@ -23,6 +23,9 @@ LogFormat = Literal["console", "json"]
 # (run name, action name, task name); any of them may be unknown.
 LogContext = tuple[Optional[str], Optional[str], Optional[str]]
 LogContextProvider = Callable[[], Optional[LogContext]]
+# Per-run overrides of (framework level, user level, format) for the code running now; None means "none".
+LogOverrides = tuple[Optional[int], Optional[int], Optional["LogFormat"]]
+LogOverridesProvider = Callable[[], Optional[LogOverrides]]
 
 SYSTEM_LOGGER_NAME = "flyte_celery"
 USER_LOGGER_NAME = "flyte_celery.user"
@@ -45,6 +48,7 @@ _CONTEXT_ATTRS = ("run_name", "action_name", "task_name")
 _NO_CONTEXT: LogContext = (None, None, None)
 
 _context_provider: LogContextProvider | None = None
+_overrides_provider: LogOverridesProvider | None = None
 
 system_logger = logging.getLogger(SYSTEM_LOGGER_NAME)
 user_logger = logging.getLogger(USER_LOGGER_NAME)
@@ -89,6 +93,33 @@ def set_log_context_provider(fn: LogContextProvider | None) -> None:
     """
     global _context_provider
     _context_provider = fn
+
+
+def enable_per_run_settings(provider: LogOverridesProvider) -> None:
+    """Let each run's log level and format apply to the records logged by its actions (used on workers, where
+    actions of several runs share one process).
+
+    The loggers then create records at every level and our handlers decide: the current run's level if it set
+    one, else the level the handler was configured with.
+    """
+    global _overrides_provider
+    _overrides_provider = provider
+    for target in (system_logger, user_logger):
+        for handler in target.handlers:
+            if isinstance(handler, _OwnedHandler):
+                handler.default_level = max(handler.default_level, target.level, handler.level)
+                handler.setLevel(logging.NOTSET)
+        target.setLevel(logging.DEBUG)
+
+
+def _overrides() -> LogOverrides | None:
+    provider = _overrides_provider
+    if provider is None:
+        return None
+    try:
+        return provider()
+    except Exception:
+        return None
 
 
 def _record_context(record: logging.LogRecord) -> LogContext:
@@ -161,12 +192,33 @@ class _OwnedHandler(_StreamHandler):
         # Without an explicit stream, look sys.stderr up at each record: it may be replaced after import
         # (pytest capture, daemonised workers) and the old one closed.
         self._follow_stderr = stream is None
+        self.default_level = logging.NOTSET
         super().__init__(sys.stderr if stream is None else stream)
 
     def emit(self, record: logging.LogRecord) -> None:
         if self._follow_stderr:
             self.stream = sys.stderr
-        super().emit(record)
+        overrides = _overrides() if _overrides_provider is not None else None
+        if overrides is None:
+            if record.levelno < self.default_level:
+                return
+            super().emit(record)
+            return
+        level, user_level, fmt = overrides
+        threshold = user_level if record.name.startswith(user_logger.name) else level
+        if record.levelno < (threshold if threshold is not None else self.default_level):
+            return
+        if fmt is None:
+            super().emit(record)
+            return
+        try:
+            self.stream.write(_FORMATTERS[fmt].format(record) + self.terminator)
+            self.flush()
+        except Exception:
+            self.handleError(record)
+
+
+_FORMATTERS: dict[str, logging.Formatter] = {"console": ContextFormatter(), "json": JSONFormatter()}
 
 
 def _make_formatter(fmt: LogFormat) -> logging.Formatter:

@@ -129,7 +129,7 @@ class RunOptions:
             annotations=dict(self.annotations or {}),
             log_level=log_level,
             user_log_level=parse_log_level(self.user_log_level) if self.user_log_level is not UNSET else None,
-            log_format=self.log_format or settings.log.format,
+            log_format=self.log_format or None,
             reset_root_logger=_pick(self.reset_root_logger, settings.log.reset_root_logger),
             max_action_concurrency=_pick(self.max_action_concurrency, run.max_action_concurrency),
             custom_context=custom,

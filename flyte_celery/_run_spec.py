@@ -37,7 +37,7 @@ class RunSpec:
     annotations: Mapping[str, str] = field(default_factory=dict)
     log_level: int | None = None
     user_log_level: int | None = None
-    log_format: LogFormat = "console"
+    log_format: LogFormat | None = None
     reset_root_logger: bool = False
     max_action_concurrency: int | None = None
     custom_context: Mapping[str, str] = field(default_factory=dict)

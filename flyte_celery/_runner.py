@@ -59,7 +59,8 @@ class Runner:
 def _configure_logging(options: RunOptions, spec: RunSpec) -> None:
     if options.log_level is UNSET and options.log_format is UNSET and options.reset_root_logger is UNSET:
         return
-    configure_logging(spec.log_level, spec.log_format, spec.reset_root_logger, user_level=spec.user_log_level)
+    fmt = spec.log_format or current_settings().log.format
+    configure_logging(spec.log_level, fmt, spec.reset_root_logger, user_level=spec.user_log_level)
 
 
 def local_store(settings: Settings) -> CacheStore:

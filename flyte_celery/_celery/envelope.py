@@ -48,7 +48,7 @@ class RunContextMessage(_Model):
     annotations: dict[str, str] = Field(default_factory=dict)
     log_level: int | None = None
     user_log_level: int | None = None
-    log_format: Literal["console", "json"] = "console"
+    log_format: Literal["console", "json"] | None = None
     reset_root_logger: bool = False
     max_action_concurrency: int | None = None
     run_start_time: datetime | None = None

@@ -12,6 +12,7 @@ import base64
 import concurrent.futures
 import os
 import threading
+import time
 from collections import defaultdict
 from typing import Any, TypeVar
 
@@ -22,16 +23,17 @@ from flyte_celery._action_call import ActionCall
 from flyte_celery._cache.redis_store import RedisCacheStore
 from flyte_celery._celery.controller import CeleryController
 from flyte_celery._celery.envelope import HEADER, Envelope, decode_envelope
+from flyte_celery._celery.events import send_finished_event
 from flyte_celery._celery.leases import LeaseKeeper
 from flyte_celery._celery.outcome import Outcome
 from flyte_celery._celery.runtime import Runtime
 from flyte_celery._celery.signing import verify
 from flyte_celery._celery.slots import Slot, slot_held
 from flyte_celery._config_model import Settings
-from flyte_celery._context import Mode
+from flyte_celery._context import Mode, current_frame
 from flyte_celery._environ import environ_overlay
 from flyte_celery._execution import execute_action, format_traceback
-from flyte_celery._logging import system_logger
+from flyte_celery._logging import LogOverrides, configure_logging, enable_per_run_settings, system_logger
 from flyte_celery._values import loads_value
 from flyte_celery.errors import (
     ActionAbortedError,
@@ -54,19 +56,34 @@ class ActionHost:
         self.store = RedisCacheStore(settings.redis_url_resolved(), prefix=settings.redis.key_prefix + "cache:")
         self._running: defaultdict[str, set[asyncio.Task[Any]]] = defaultdict(set)
         self.leases: LeaseKeeper | None = None
+        self.handing_off = False
         runtime.on_abort.append(self._abort_run)
 
-    async def run(self, envelope: Envelope, inputs_blob: bytes, slot: Slot | None, mode: Mode) -> Outcome:
+    def _finish_suspended(self, envelope: Envelope, outcome: Outcome, started: float, hostname: str | None) -> None:
+        if self.leases is not None:
+            self.leases.finished(envelope.run.name, envelope.action.name)
+        if hostname:
+            try:
+                send_finished_event(self.runtime.app, hostname, envelope.task_id, outcome, started)
+            except Exception as exc:
+                system_logger.warning("could not send the end event of %s: %s", envelope.task_id, exc)
+
+    async def run(
+        self, envelope: Envelope, inputs_blob: bytes, slot: Slot | None, mode: Mode, hostname: str | None = None
+    ) -> Outcome:
         """Run one action to its outcome, record it, and wake whoever waits for it."""
         run, action = envelope.run.name, envelope.action.name
+        started = time.monotonic()
         current = asyncio.current_task()
         if current is not None:
             self._running[run].add(current)
         try:
             outcome = await self._outcome(envelope, inputs_blob, slot, mode)
             await self.runtime.complete(run, action, outcome, f"task {envelope.action.task!r}")
-            if slot is not None and slot.released and self.leases is not None:
-                await asyncio.get_running_loop().run_in_executor(None, self.leases.finished, run, action)
+            if slot is not None and slot.released:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, self._finish_suspended, envelope, outcome, started, hostname
+                )
             return outcome
         finally:
             if current is not None:
@@ -100,6 +117,8 @@ class ActionHost:
         except BaseRuntimeError as err:
             return Outcome(error=err)
         except asyncio.CancelledError:
+            if self.handing_off:
+                raise  # another worker takes the action over: record nothing
             return Outcome(error=ActionAbortedError(f"action {envelope.task_id} was aborted"))
         except Exception as exc:
             error = RuntimeSystemError(type(exc).__name__, str(exc), traceback_text=format_traceback(exc))
@@ -109,9 +128,26 @@ class ActionHost:
                 )
             )
 
+    def hand_off(self) -> None:
+        """Stop hosting: cancel every action here without recording an outcome (their leases are expired)."""
+        self.handing_off = True
+        for tasks in list(self._running.values()):
+            for task in list(tasks):
+                task.cancel()
+
     def _abort_run(self, run: str) -> None:
         for task in list(self._running.get(run, ())):
             task.cancel()
+
+
+def _run_log_overrides() -> LogOverrides | None:
+    frame = current_frame()
+    if frame is None:
+        return None
+    run = frame.run
+    if run.log_level is None and run.user_log_level is None and run.log_format is None:
+        return None
+    return run.log_level, run.user_log_level, run.log_format
 
 
 class WorkerRuntime:
@@ -119,6 +155,8 @@ class WorkerRuntime:
 
     def __init__(self, settings: Settings, app: Celery) -> None:
         self.pid = os.getpid()
+        configure_logging(settings.log.level, settings.log.format, settings.log.reset_root_logger)
+        enable_per_run_settings(_run_log_overrides)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="flyte-celery-loop", daemon=True)
         self.thread.start()
@@ -130,13 +168,20 @@ class WorkerRuntime:
     def call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    def start(self, envelope: Envelope, inputs: bytes) -> tuple[Slot, concurrent.futures.Future[Outcome]]:
+    def start(
+        self, envelope: Envelope, inputs: bytes, hostname: str | None
+    ) -> tuple[Slot, concurrent.futures.Future[Outcome]]:
         slot = Slot()
-        future = asyncio.run_coroutine_threadsafe(self.host.run(envelope, inputs, slot, "remote"), self.loop)
+        coro = self.host.run(envelope, inputs, slot, "remote", hostname)
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return slot, future
 
-    def stop(self) -> None:
+    def hand_off(self) -> None:
         self.leases.hand_off()
+        self.loop.call_soon_threadsafe(self.host.hand_off)
+
+    def stop(self) -> None:
+        self.hand_off()
         try:
             self.call(self.runtime.close())
         finally:
@@ -150,7 +195,7 @@ _runtime_lock = threading.Lock()
 def hand_off() -> None:
     """On pool-process shutdown: let other workers take over the parents suspended here."""
     if _runtime is not None and _runtime.pid == os.getpid():
-        _runtime.leases.hand_off()
+        _runtime.hand_off()
 
 
 def worker_runtime(settings: Settings, app: Celery) -> WorkerRuntime:
@@ -187,7 +232,7 @@ def run_action_body(task: Any, inputs_b64: str, settings: Settings) -> str:
         )
         runtime.call(runtime.runtime.complete(envelope.run.name, envelope.action.name, Outcome(error=aborted), "abort"))
         return "aborted"
-    slot, future = runtime.start(envelope, inputs)
+    slot, future = runtime.start(envelope, inputs, getattr(task.request, "hostname", None))
     slot.wait()
     if slot.released and not future.done():
         runtime.leases.suspend(

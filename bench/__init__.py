@@ -1,0 +1,1 @@
+"""Benchmarks of flyte-celery; run each script directly, e.g. `python bench/local.py`."""

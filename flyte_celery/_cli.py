@@ -22,6 +22,7 @@ import click
 from click.core import ParameterSource
 
 from flyte_celery._cli_params import input_option
+from flyte_celery._cli_worker import worker_command
 from flyte_celery._context import MODES
 from flyte_celery._init import current_settings, init_from_config
 from flyte_celery._logging import LOG_FORMATS
@@ -353,6 +354,9 @@ def _first_line(doc: str | None) -> str:
 
 def _hint_name(hint: Any) -> str:
     return hint.__name__ if isinstance(hint, type) else repr(hint).replace("typing.", "")
+
+
+cli.add_command(worker_command)
 
 
 def main() -> None:

@@ -75,7 +75,9 @@ class ActionID:
         """The deterministic child for a call: same parent, task, inputs, call sequence and group -> same name."""
         seed = f"{self.name}-{input_hash}-{task_hash}-{task_call_seq}" + (f"-{group}" if group else "")
         digest = int.from_bytes(hashlib.md5(seed.encode(), usedforsecurity=False).digest(), "big")
-        return dataclasses.replace(self, name=_base36(digest))
+        return ActionID(
+            name=_base36(digest), run_name=self.run_name, project=self.project, domain=self.domain, org=self.org
+        )
 
     def unique_id_str(self, salt: str | None = None) -> str:
         """`project-domain-run-action[-salt]`: an id that is unique across runs."""

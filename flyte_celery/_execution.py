@@ -15,7 +15,7 @@ from typing import Any
 
 from flyte_celery._action_call import ActionCall
 from flyte_celery._cache import CacheStore
-from flyte_celery._context import Frame, frame_installed
+from flyte_celery._context import Frame, _frame
 from flyte_celery._controllers.base import Controller
 from flyte_celery._logging import system_logger
 from flyte_celery._run_spec import RunSpec
@@ -40,6 +40,8 @@ async def execute_action(call: ActionCall, run: RunSpec, controller: Controller,
     """
     key = call.cache_key
     if key is None or store is None:
+        if call.task.retries.max_attempts == 1:
+            return await run_attempt(call, run, controller, 0)  # the common case, one frame shallower
         return await run_attempts(call, run, controller)
     if call.read_cache:
         hit = await _cached(store, key, call)
@@ -106,13 +108,12 @@ async def run_attempt(call: ActionCall, run: RunSpec, controller: Controller, at
     context = call.context if attempt == 0 else call.context.replace(attempt_number=attempt)
     frame = Frame(task=context, run=run, controller=controller)
     limit = task.timeout.max_runtime_s
+    token = None
     try:
         inputs = copy_value(call.inputs, what=f"inputs of task {task.name!r}")
-        with frame_installed(frame):
-            if task.is_async:
-                result = await _bounded(task.func(**inputs), limit, call)
-            else:
-                result = await _bounded(run_in_thread(task.func, inputs), limit, call)
+        token = _frame.set(frame)
+        body = task.func(**inputs) if task.is_async else run_in_thread(task.func, inputs)
+        result = await (_bounded(body, limit, call) if limit else body)
         return copy_value(result, what=f"output of task {task.name!r}")
     except BaseRuntimeError as err:
         raise _located(err, call) from None
@@ -122,6 +123,8 @@ async def run_attempt(call: ActionCall, run: RunSpec, controller: Controller, at
         converted = RuntimeUserError(type(exc).__name__, str(exc), traceback_text=format_traceback(exc))
         raise _located(converted, call) from exc
     finally:
+        if token is not None:
+            _frame.reset(token)
         controller.finalize_parent_action(context.action.key)
 
 
@@ -138,9 +141,7 @@ def format_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
-async def _bounded(awaitable: Any, limit: float | None, call: ActionCall) -> Any:
-    if not limit:
-        return await awaitable
+async def _bounded(awaitable: Any, limit: float, call: ActionCall) -> Any:
     task = asyncio.ensure_future(awaitable)
     done, _ = await asyncio.wait({task}, timeout=limit)
     if not done:
@@ -166,12 +167,18 @@ def run_in_thread(func: Callable[..., Any], inputs: dict[str, Any]) -> asyncio.F
             future.set_result(value)
 
     def body() -> None:
+        value: Any = None
+        error: BaseException | None = None
         try:
             value = context.run(func, **inputs)
         except BaseException as exc:
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, value, None)
+            error = exc
+        if loop.is_closed():
+            return  # a body that outlived its timeout and its run: nobody is waiting any more
+        try:
+            loop.call_soon_threadsafe(settle, value, error)
+        except RuntimeError:
+            pass  # the loop closed between the check and the call
 
     threading.Thread(target=body, name=f"flyte-celery-sync-{func.__name__}", daemon=True).start()
     return future

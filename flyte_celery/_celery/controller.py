@@ -39,8 +39,8 @@ class CeleryController:
         try:
             call = prepare_child_call(frame, task, args, kwargs, self.sequencer, "remote")
             inputs = sign(self.runtime.signing_key, dumps_by_value(call.inputs))
-        except BaseRuntimeError:
-            raise
+        except (BaseRuntimeError, TypeError):
+            raise  # a TypeError is a bad call (arguments that do not fit the task): raised where the call is made
         except Exception as exc:
             raise RuntimeUserError(type(exc).__name__, str(exc)) from exc
         bundle = await self.runtime.bundle_for(task)

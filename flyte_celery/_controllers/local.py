@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures
 from typing import Any
 
-from flyte_celery._action_call import ActionCall, prepare_child_call
+from flyte_celery._action_call import prepare_child_call
 from flyte_celery._cache import CacheStore
 from flyte_celery._context import Frame, Mode
 from flyte_celery._controllers.base import TaskCallSequencer
@@ -38,18 +38,15 @@ class LocalController:
     ) -> Any:
         try:
             call = prepare_child_call(frame, task, args, kwargs, self.sequencer, self.mode)
-        except BaseRuntimeError:
-            raise
+        except (BaseRuntimeError, TypeError):
+            raise  # a TypeError is a bad call (arguments that do not fit the task): raised where the call is made
         except Exception as exc:
             raise RuntimeUserError(type(exc).__name__, str(exc)) from exc
         limit = self._limit_for(frame)
         if limit is None:
-            return await self.execute(call)
+            return await execute_action(call, self.run, self, self.store)
         async with limit:
-            return await self.execute(call)
-
-    async def execute(self, call: ActionCall) -> Any:
-        return await execute_action(call, self.run, self, self.store)
+            return await execute_action(call, self.run, self, self.store)
 
     def submit_sync(
         self, frame: Frame, task: TaskTemplate[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -22,9 +23,10 @@ from flyte_celery._run_spec import RunSpec
 from flyte_celery._values import copy_value, dumps_value, loads_value
 from flyte_celery.errors import (
     BaseRuntimeError,
+    DeadlineExceededError,
+    MaxRuntimeExceededError,
     NonRecoverableError,
     RuntimeUserError,
-    TaskTimeoutError,
 )
 
 SERIALIZED_WAIT_TIMEOUT_S = 24 * 3600.0
@@ -40,7 +42,7 @@ async def execute_action(call: ActionCall, run: RunSpec, controller: Controller,
     """
     key = call.cache_key
     if key is None or store is None:
-        if call.task.retries.max_attempts == 1:
+        if call.task.retries.max_attempts == 1 and call.task.timeout.deadline is None:
             return await run_attempt(call, run, controller, 0)  # the common case, one frame shallower
         return await run_attempts(call, run, controller)
     if call.read_cache:
@@ -79,16 +81,20 @@ async def _cached(store: CacheStore, key: str, call: ActionCall) -> tuple[Any] |
 async def run_attempts(call: ActionCall, run: RunSpec, controller: Controller) -> Any:
     """Run `call` once plus its retries; a `NonRecoverableError` or a cancellation stops retrying."""
     strategy = call.task.retries
+    deadline_s = call.task.timeout.deadline_s
+    deadline_at = time.monotonic() + deadline_s if deadline_s else None
     attempt = 0
     while True:
         try:
-            return await run_attempt(call, run, controller, attempt)
+            return await run_attempt(call, run, controller, attempt, deadline_at)
         except NonRecoverableError:
             raise
         except BaseRuntimeError as err:
-            if attempt + 1 >= strategy.max_attempts:
+            if attempt + 1 >= strategy.max_attempts or isinstance(err, DeadlineExceededError):
                 raise
             delay = strategy.delay_before_attempt(attempt + 1)
+            if deadline_at is not None and time.monotonic() + delay >= deadline_at:
+                raise
             system_logger.info(
                 "action %s of task %s failed (%s: %s); retry %d in %.2fs",
                 call.action.name,
@@ -102,18 +108,29 @@ async def run_attempts(call: ActionCall, run: RunSpec, controller: Controller) -
             attempt += 1
 
 
-async def run_attempt(call: ActionCall, run: RunSpec, controller: Controller, attempt: int) -> Any:
-    """One attempt of `call` under its own frame; the result is a serialized copy, as a worker would return."""
+async def run_attempt(
+    call: ActionCall, run: RunSpec, controller: Controller, attempt: int, deadline_at: float | None = None
+) -> Any:
+    """One attempt of `call` under its own frame; the result is a serialized copy, as a worker would return.
+
+    The attempt is bounded by the task's `max_runtime` and by what is left of its `deadline` (`deadline_at`, on
+    the monotonic clock), whichever ends first.
+    """
     task = call.task
     context = call.context if attempt == 0 else call.context.replace(attempt_number=attempt)
     frame = Frame(task=context, run=run, controller=controller)
     limit = task.timeout.max_runtime_s
+    by_deadline = False
+    if deadline_at is not None:
+        remaining = max(deadline_at - time.monotonic(), 0.0)
+        if limit is None or remaining < limit:
+            limit, by_deadline = remaining, True
     token = None
     try:
         inputs = copy_value(call.inputs, what=f"inputs of task {task.name!r}")
         token = _frame.set(frame)
         body = task.func(**inputs) if task.is_async else run_in_thread(task.func, inputs)
-        result = await (_bounded(body, limit, call) if limit else body)
+        result = await (_bounded(body, limit, call, by_deadline) if limit is not None else body)
         return copy_value(result, what=f"output of task {task.name!r}")
     except BaseRuntimeError as err:
         raise _located(err, call) from None
@@ -141,14 +158,15 @@ def format_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
-async def _bounded(awaitable: Any, limit: float, call: ActionCall) -> Any:
+async def _bounded(awaitable: Any, limit: float, call: ActionCall, by_deadline: bool) -> Any:
     task = asyncio.ensure_future(awaitable)
     done, _ = await asyncio.wait({task}, timeout=limit)
     if not done:
         task.cancel()
-        raise TaskTimeoutError(
-            f"task {call.task.name!r} (action {call.action.name}) exceeded its max runtime of {limit:g}s"
-        )
+        where = f"task {call.task.name!r} (action {call.action.name})"
+        if by_deadline:
+            raise DeadlineExceededError(f"{where} exceeded its deadline of {call.task.timeout.deadline_s:g}s")
+        raise MaxRuntimeExceededError(f"{where} exceeded its max runtime of {limit:g}s")
     return task.result()
 
 

@@ -88,7 +88,8 @@ def _launch_remote(
         inputs = sign(key, dumps_by_value(call.inputs))
         client.set(keys.bundle(digest), sign(key, data), ex=BUNDLE_TTL_S)
         if dry_run:
-            return Run(RemoteRunBackend(spec.name, settings, tuple(task.interface.outputs), dry_run=True))
+            outputs = tuple(task.interface.outputs)
+            return Run(RemoteRunBackend(spec.name, settings, outputs, run_base_dir=spec.run_base_dir, dry_run=True))
         _create_run_record(client, keys, spec, task, digest)
         envelope = Envelope(
             run=RunContextMessage.from_spec(spec),
@@ -106,7 +107,8 @@ def _launch_remote(
         )
     finally:
         client.close()
-    return remember(RemoteRunBackend(spec.name, settings, tuple(task.interface.outputs)))
+    outputs = tuple(task.interface.outputs)
+    return remember(RemoteRunBackend(spec.name, settings, outputs, run_base_dir=spec.run_base_dir))
 
 
 def _create_run_record(client: Any, keys: Keys, spec: RunSpec, task: TaskTemplate[Any, Any], digest: str) -> None:
@@ -125,6 +127,7 @@ def _create_run_record(client: Any, keys: Keys, spec: RunSpec, task: TaskTemplat
             "labels": json.dumps(dict(spec.labels)),
             "annotations": json.dumps(dict(spec.annotations)),
             "service_account": spec.service_account or "",
+            "run_base_dir": spec.run_base_dir,
         },
     )
     client.expire(record, RUN_TTL_S)
@@ -164,14 +167,23 @@ async def _launch_hybrid(
 class RemoteRunBackend:
     """A run on the cluster, read from its Redis records."""
 
-    def __init__(self, name: str, settings: Settings, output_names: tuple[str, ...], *, dry_run: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        output_names: tuple[str, ...],
+        *,
+        run_base_dir: str = "",
+        dry_run: bool = False,
+    ) -> None:
         self.name = name
         self.settings = settings
         self.output_names = output_names or ("o0",)
         self.dry_run = dry_run
         self.keys = Keys(settings.redis.key_prefix)
         flower = settings.flower.url
-        self.url = f"{flower.rstrip('/')}/task/{celery_task_id(name, ROOT_ACTION_NAME)}" if flower else ""
+        root_page = f"{flower.rstrip('/')}/task/{celery_task_id(name, ROOT_ACTION_NAME)}" if flower else ""
+        self.url = root_page or run_base_dir
 
     def _outcome_now(self) -> Outcome | None:
         client = redis.Redis.from_url(self.settings.redis_url_resolved())
@@ -247,4 +259,9 @@ def find_run(name: str) -> RemoteRunBackend | None:
     if not record:
         return None
     outputs = json.loads(record.get(b"outputs", b"[]"))
-    return RemoteRunBackend(name, settings, tuple(outputs))
+    base_dir = record.get(b"run_base_dir", b"")
+    return RemoteRunBackend(name, settings, tuple(outputs), run_base_dir=_text(base_dir))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

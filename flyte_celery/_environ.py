@@ -2,7 +2,9 @@
 
 Several actions can be in flight in one process (a local run, or parents suspended on a worker next to a running
 leaf). Overlays may end in any order, so instead of saving and restoring values per block, each key is recomputed
-from the overlays still active (the most recent wins) or, when none is left, restored to its original value.
+from the overlays still active (the most recent wins) or, when none is left, restored to its original value. An
+action waiting on children elsewhere pauses its overlay (`environ_paused`), so code of other runs that executes in
+the meantime does not see its variables.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 _lock = threading.Lock()
 _active: dict[int, Mapping[str, str]] = {}
+_paused: dict[int, int] = {}
 _original: dict[str, str | None] = {}
 _ids = itertools.count()
+_current: ContextVar[tuple[int, Mapping[str, str]] | None] = ContextVar("flyte_celery_environ_overlay", default=None)
 
 
 @contextmanager
@@ -26,18 +31,50 @@ def environ_overlay(values: Mapping[str, str]) -> Iterator[None]:
         yield
         return
     overlay_id = next(_ids)
+    values = dict(values)
     with _lock:
         for key in values:
             _original.setdefault(key, os.environ.get(key))
-        _active[overlay_id] = dict(values)
+        _active[overlay_id] = values
         os.environ.update(values)
+    token = _current.set((overlay_id, values))
+    try:
+        yield
+    finally:
+        _current.reset(token)
+        with _lock:
+            _active.pop(overlay_id, None)
+            _paused.pop(overlay_id, None)
+            for key in values:
+                _restore(key)
+
+
+@contextmanager
+def environ_paused() -> Iterator[None]:
+    """Within the block, the current action's overlay (if any) is lifted; nested and concurrent pauses count."""
+    current = _current.get()
+    if current is None:
+        yield
+        return
+    overlay_id, values = current
+    with _lock:
+        _paused[overlay_id] = _paused.get(overlay_id, 0) + 1
+        if _active.pop(overlay_id, None) is not None:
+            for key in values:
+                _restore(key)
     try:
         yield
     finally:
         with _lock:
-            del _active[overlay_id]
-            for key in values:
-                _restore(key)
+            remaining = _paused.get(overlay_id, 0) - 1
+            if remaining > 0:
+                _paused[overlay_id] = remaining
+            elif overlay_id in _paused:
+                del _paused[overlay_id]
+                _active[overlay_id] = values
+                for key in values:
+                    _original.setdefault(key, os.environ.get(key))
+                os.environ.update(values)
 
 
 def _restore(key: str) -> None:

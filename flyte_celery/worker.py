@@ -20,9 +20,10 @@ set_settings(settings)
 app = make_app(settings)
 
 
-@signals.worker_init.connect  # type: ignore[untyped-decorator]
-def _refuse_bad_settings(sender: Any = None, **_: Any) -> None:
-    problems = refused_settings(app, sender)
+@signals.celeryd_init.connect  # type: ignore[untyped-decorator]
+def _refuse_bad_settings(options: dict[str, Any] | None = None, **_: Any) -> None:
+    # celeryd_init carries the command-line options; the worker's own attributes are not all set yet.
+    problems = refused_settings(app, options or {})
     if problems:
         print("flyte-celery worker refused to start:\n  " + "\n  ".join(problems), file=sys.stderr)
         raise SystemExit(2)

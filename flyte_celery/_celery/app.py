@@ -45,13 +45,13 @@ def make_app(settings: Settings) -> Celery:
     return app
 
 
-def refused_settings(app: Celery, worker: Any) -> list[str]:
-    """The settings of `worker` that would break the worker model, each with why."""
+def refused_settings(app: Celery, options: dict[str, Any]) -> list[str]:
+    """The settings (app config or `celery worker` options) that would break the worker model, each with why."""
     problems = []
     for name in REFUSED_SETTINGS:
-        value = app.conf.get(name) or getattr(worker, name.removeprefix("worker_"), None)
+        value = options.get(name.removeprefix("worker_")) or app.conf.get(name)
         if value:
             problems.append(f"{name}={value}: recycling a pool process drops the parents suspended in it")
-    if getattr(worker, "autoscale", None):
-        problems.append(f"--autoscale={worker.autoscale}: shrinking reaps processes that host suspended parents")
+    if options.get("autoscale"):
+        problems.append(f"--autoscale={options['autoscale']}: shrinking reaps processes that host suspended parents")
     return problems

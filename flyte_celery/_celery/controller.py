@@ -19,6 +19,7 @@ from flyte_celery._celery.signing import sign
 from flyte_celery._celery.slots import release_current_slot
 from flyte_celery._context import Frame
 from flyte_celery._controllers.base import TaskCallSequencer
+from flyte_celery._environ import environ_paused
 from flyte_celery._run_spec import RunSpec
 from flyte_celery._task import TaskTemplate
 from flyte_celery.errors import BaseRuntimeError, RuntimeUserError
@@ -47,15 +48,17 @@ class CeleryController:
         envelope = child_envelope(call, frame, bundle)
         publication = Publication(envelope, inputs, inputs_repr(call.inputs))
         limit = self._limit_for(frame)
-        if limit is None:
-            outcome = await self.runtime.wait_for(
-                frame.run.name, call.action.name, publication, release=release_current_slot
-            )
-        else:
-            async with limit:
+        # While it waits, the caller's env_vars are lifted: other runs' code may execute in this process meanwhile.
+        with environ_paused():
+            if limit is None:
                 outcome = await self.runtime.wait_for(
                     frame.run.name, call.action.name, publication, release=release_current_slot
                 )
+            else:
+                async with limit:
+                    outcome = await self.runtime.wait_for(
+                        frame.run.name, call.action.name, publication, release=release_current_slot
+                    )
         return outcome.unwrap()
 
     def submit_sync(

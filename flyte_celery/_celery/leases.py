@@ -18,9 +18,10 @@ from typing import Any
 import redis
 from celery import Celery
 
-from flyte_celery._celery.envelope import HEADER, decode_envelope
+from flyte_celery._celery.envelope import HEADER, celery_task_id, decode_envelope
 from flyte_celery._celery.keys import LEASE_REFRESH_S, LEASE_TTL_S, SUSPENDED_TTL_S, SWEEP_INTERVAL_S, Keys
 from flyte_celery._celery.runtime import ENTRY_TASK
+from flyte_celery._context import ROOT_ACTION_NAME
 from flyte_celery._logging import system_logger
 
 MAX_SWEPT_PER_ROUND = 100
@@ -129,6 +130,8 @@ class LeaseKeeper:
             queue=envelope.action.queue,
             headers={HEADER: replay.encode()},
             shadow=envelope.action.task,
+            root_id=celery_task_id(envelope.run.name, ROOT_ACTION_NAME),
+            parent_id=celery_task_id(envelope.run.name, envelope.action.parent) if envelope.action.parent else None,
             argsrepr=message.get("argsrepr"),
             kwargsrepr=message.get("kwargsrepr"),
         )

@@ -20,12 +20,13 @@ import redis.asyncio as aioredis
 from celery import Celery
 
 from flyte_celery._celery.bundle import Bundle, build_bundle, bundle_digest, load_bundle
-from flyte_celery._celery.envelope import HEADER, Envelope
+from flyte_celery._celery.envelope import HEADER, Envelope, celery_task_id
 from flyte_celery._celery.keys import BUNDLE_TTL_S, Keys
 from flyte_celery._celery.outcome import Outcome, decode_outcome, encode_outcome
 from flyte_celery._celery.records import ATTACH, ATTACH_TTLS, COMPLETE, COMPLETE_TTL, notification
 from flyte_celery._celery.signing import sign, signing_key, verify
 from flyte_celery._config_model import Settings
+from flyte_celery._context import ROOT_ACTION_NAME
 from flyte_celery._logging import system_logger
 from flyte_celery._task import TaskTemplate
 from flyte_celery.errors import RuntimeSystemError
@@ -182,6 +183,10 @@ class Runtime:
                     queue=envelope.action.queue,
                     headers={HEADER: envelope.encode()},
                     shadow=envelope.action.task,
+                    root_id=celery_task_id(envelope.run.name, ROOT_ACTION_NAME),
+                    parent_id=celery_task_id(envelope.run.name, envelope.action.parent)
+                    if envelope.action.parent
+                    else None,
                     argsrepr=publication.argsrepr,
                     kwargsrepr=f"{{'run': '{envelope.run.name}', 'action': '{envelope.action.name}'}}",
                     producer=producer,

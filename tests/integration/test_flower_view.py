@@ -1,0 +1,82 @@
+"""Flower shows every action readably: its task's name, its inputs, its run and action, and the tree's links."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import flyte_celery as flyte
+from flyte_celery._celery.envelope import celery_task_id
+from tests._services import wait_until
+from tests._workers import REPO_ROOT, WorkerFactory
+from tests.integration.programs import trees
+
+FLOWER_START_DEADLINE_S = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def flower(worker_factory: WorkerFactory, tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    log = tmp_path / "flower.log"
+    env = {**os.environ, **worker_factory.env, "FLOWER_UNAUTHENTICATED_API": "true"}
+    command = [sys.executable, "-m", "celery", "-A", "flyte_celery.worker", "flower", f"--port={port}",
+               "--address=127.0.0.1"]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _get(f"{url}/api/workers?refresh=0") is not None, FLOWER_START_DEADLINE_S, "Flower")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _get(url: str) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.loads(response.read())
+    except OSError:
+        return None
+
+
+def test_flower_shows_actions_by_task_name_with_inputs_and_tree_links(
+    worker_factory: WorkerFactory, flower: str
+) -> None:
+    worker_factory.start(concurrency=1)
+    run = flyte.with_runcontext(mode="remote").run(trees.tree, 1, 2)
+    assert run.wait(timeout=60) == flyte.ActionPhase.SUCCEEDED
+    root_id = celery_task_id(run.name, "a0")
+
+    def tasks_of_run() -> dict[str, Any] | None:
+        tasks = _get(f"{flower}/api/tasks") or {}
+        mine = {tid: t for tid, t in tasks.items() if tid.startswith(run.name)}
+        done = [t for t in mine.values() if t.get("state") == "SUCCESS"]
+        return mine if len(done) == 3 else None
+
+    tasks = wait_until(tasks_of_run, 30, "Flower to see the root and its two children succeed")
+    assert isinstance(tasks, dict)
+    root = tasks[root_id]
+    assert root["name"] == "trees.tree"
+    assert "depth=1" in root["args"]
+    assert "fanout=2" in root["args"]
+    assert run.name in root["kwargs"]
+    children = [t for tid, t in tasks.items() if tid != root_id]
+    assert {c["name"] for c in children} == {"trees.tree"}
+    assert all("depth=0" in c["args"] for c in children)
+    assert all(c["root_id"] == root_id and c["parent_id"] == root_id for c in children)

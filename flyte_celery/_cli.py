@@ -238,10 +238,19 @@ def run_task(ctx: click.Context, task: TaskTemplate[Any, Any], inputs: dict[str,
             if handle.url:  # empty when no Flower URL is configured
                 click.echo(f"url: {handle.url}")
             return
-        handle.wait()
+        try:
+            handle.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C on a followed run stops the run itself, not just this client.
+            if mode != "local":
+                click.echo(f"aborting run {handle.name} ...", err=True)
+                handle.abort(reason="Ctrl-C on the client following the run")
+            raise click.exceptions.Exit(130) from None
         outputs = handle.outputs()
     except RunOptionError as exc:
         raise click.UsageError(str(exc), ctx) from None
+    except click.exceptions.Exit:
+        raise
     except Exception as exc:
         report_failure(exc, verbose=ctx.meta.get(_VERBOSE_KEY, 0))
         raise click.exceptions.Exit(FAILURE_EXIT_CODE) from None

@@ -33,3 +33,30 @@ def test_flyte_celery_worker_runs_actions(worker_factory: WorkerFactory, tmp_pat
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
+
+
+def test_ctrl_c_on_a_followed_remote_run_aborts_the_run(worker_factory: WorkerFactory, tmp_path: Path) -> None:
+    worker_factory.start(concurrency=1)
+    script = Path(sys.executable).with_name("flyte-celery")
+    program = REPO_ROOT / "tests" / "integration" / "programs" / "slow.py"
+    out = tmp_path / "client.out"
+    with out.open("wb") as sink:
+        client = subprocess.Popen(
+            [str(script), "run", "--mode", "remote", "--follow", str(program), "sequential_parent",
+             "--n", "3", "--seconds", "30"],
+            stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **worker_factory.env}, cwd=REPO_ROOT,
+        )  # fmt: skip
+    try:
+        line = wait_until(lambda: _run_line(out), 30, "the client to print the run name")
+        client.send_signal(signal.SIGINT)
+        assert client.wait(timeout=30) == 130, out.read_text()
+    finally:
+        if client.poll() is None:
+            client.kill()
+    run = flyte.Run.get(str(line).removeprefix("run: "))
+    wait_until(lambda: run.phase == flyte.ActionPhase.ABORTED, 15, f"run {run.name} to be aborted")
+    assert "aborting run" in out.read_text()
+
+
+def _run_line(path: Path) -> str | None:
+    return next((ln for ln in path.read_text().splitlines() if ln.startswith("run: ")), None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from typing import Any
 
 from flyte_celery._action_call import ActionCall, prepare_child_call
@@ -112,6 +113,7 @@ def action_message(
         read_cache=call.read_cache,
         output_path=call.context.output_path,
         queue=queue_of(call.task, run),
+        queued_at=time.time(),
     )
 
 

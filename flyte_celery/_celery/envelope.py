@@ -77,6 +77,7 @@ class ActionMessage(_Model):
     read_cache: bool = True
     output_path: str = ""
     queue: str = Field(min_length=1)
+    queued_at: float | None = None
     replay: bool = False
 
 

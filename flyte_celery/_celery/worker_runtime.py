@@ -38,6 +38,7 @@ from flyte_celery._values import loads_value
 from flyte_celery.errors import (
     ActionAbortedError,
     BaseRuntimeError,
+    MaxQueuedTimeExceededError,
     MessageDecodeError,
     RuntimeSystemError,
 )
@@ -101,6 +102,7 @@ class ActionHost:
                 raise RuntimeSystemError(
                     "TaskNotInBundle", f"task {envelope.action.task!r} is not in code bundle {envelope.action.bundle}"
                 )
+            _check_queued_time(envelope, task.timeout.max_queued_time_s)
             inputs = loads_value(verify(self.runtime.signing_key, inputs_blob, f"inputs of {envelope.task_id}"))
             spec = envelope.run.to_spec()
             call = ActionCall(
@@ -148,6 +150,16 @@ def _run_log_overrides() -> LogOverrides | None:
     if run.log_level is None and run.user_log_level is None and run.log_format is None:
         return None
     return run.log_level, run.user_log_level, run.log_format
+
+
+def _check_queued_time(envelope: Envelope, limit_s: float | None) -> None:
+    queued_at = envelope.action.queued_at
+    if limit_s and queued_at is not None and not envelope.action.replay:
+        waited = time.time() - queued_at
+        if waited > limit_s:
+            raise MaxQueuedTimeExceededError(
+                f"action {envelope.task_id} waited {waited:.1f}s in the queue, over its max_queued_time of {limit_s:g}s"
+            )
 
 
 class WorkerRuntime:

@@ -35,3 +35,20 @@ async def sequential_parent(n: int, seconds: float) -> int:
     for i in range(n):
         total += await slow_leaf(i, seconds)
     return total
+
+
+@env.task
+def busy(seconds: float) -> int:
+    """Holds its worker slot for `seconds` (CPU-bound, in the task body)."""
+    import time
+
+    _count("busy")
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return 1
+
+
+@env.task(timeout=flyte.Timeout(max_queued_time=0.3))
+async def impatient() -> int:
+    return 1

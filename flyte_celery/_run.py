@@ -50,10 +50,12 @@ class ActionOutputs(tuple[Any, ...]):
         return self
 
     def __getattr__(self, name: str) -> Any:
-        try:
+        if name in self._names:
             return self[self._names.index(name)]
-        except ValueError:
-            raise AttributeError(f"no output named {name!r}; outputs are {', '.join(self._names)}") from None
+        # `o0`, `o1`, ... always work too, as in Flyte, even when the outputs have NamedTuple field names.
+        if name[:1] == "o" and name[1:].isdigit() and int(name[1:]) < len(self):
+            return self[int(name[1:])]
+        raise AttributeError(f"no output named {name!r}; outputs are {', '.join(self._names)}")
 
     @property
     def named_outputs(self) -> dict[str, Any]:

@@ -107,7 +107,8 @@ class RunOptions:
         start = self.run_start_time or datetime.now(timezone.utc)
         if start.tzinfo is None:
             start = start.replace(tzinfo=timezone.utc)
-        custom = {**(self.custom_context or {}), **(extra_custom_context or {})}
+        # An explicit run option wins over an enclosing `custom_context()` block.
+        custom = {**(extra_custom_context or {}), **(self.custom_context or {})}
         return RunSpec(
             name=name,
             mode=mode,

@@ -103,6 +103,13 @@ def test_block_outside_a_task_adds_to_the_runs_base(runner: Runner) -> None:
     assert flyte.get_custom_context() == {}
 
 
+def test_the_run_option_wins_over_an_enclosing_block(runner: Runner) -> None:
+    with flyte.custom_context(tenant="block", extra="x"):
+        seen = runner(custom_ctx.root_view, custom_context={"tenant": "option"}).outputs()[0]
+
+    assert seen == {"tenant": "option", "extra": "x"}
+
+
 def test_run_option_rejects_non_string_values() -> None:
     with pytest.raises(ValueError, match="custom_context"):
         flyte.with_runcontext(custom_context={"a": 1})

@@ -88,6 +88,7 @@ def test_namedtuple_outputs_take_the_field_names(runner: Runner) -> None:
 
     assert tuple(outs) == (30, "n=3")
     assert (outs.total, outs.label) == (30, "n=3")
+    assert (outs.o0, outs.o1) == (30, "n=3")  # Flyte's positional names work too
     assert outs.named_outputs == {"total": 30, "label": "n=3"}
 
 

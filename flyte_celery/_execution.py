@@ -16,6 +16,7 @@ from typing import Any
 
 from flyte_celery._action_call import ActionCall
 from flyte_celery._cache import CacheStore
+from flyte_celery._cache.entry import decode_entry, encode_entry
 from flyte_celery._context import Frame, _frame
 from flyte_celery._controllers.base import Controller
 from flyte_celery._logging import system_logger
@@ -55,11 +56,12 @@ async def execute_action(call: ActionCall, run: RunSpec, controller: Controller,
         reserved = await store.reserve(key, owner, SERIALIZED_RESERVATION_TTL_S)
         if not reserved:
             waited = await store.wait_for(key, SERIALIZED_WAIT_TIMEOUT_S)
-            if waited is not None:
-                return loads_value(waited)
+            payload = decode_entry(waited, None) if waited is not None else None
+            if payload is not None:
+                return loads_value(payload)
     try:
         result = await run_attempts(call, run, controller)
-        await store.put(key, dumps_value(result, what=f"output of task {call.task.name!r}"))
+        await store.put(key, encode_entry(dumps_value(result, what=f"output of task {call.task.name!r}")))
         return result
     finally:
         if reserved:
@@ -68,10 +70,11 @@ async def execute_action(call: ActionCall, run: RunSpec, controller: Controller,
 
 async def _cached(store: CacheStore, key: str, call: ActionCall) -> tuple[Any] | None:
     data = await store.get(key)
-    if data is None:
-        return None
+    payload = decode_entry(data, call.task.cache.max_age_delta) if data is not None else None
+    if payload is None:
+        return None  # never written, older than the task's max_age, or not an entry of ours
     try:
-        return (loads_value(data),)
+        return (loads_value(payload),)
     except Exception as exc:
         # An entry that no longer loads (its class moved, say) is a miss, not a failure; the fresh result replaces it.
         system_logger.warning("cache entry for %s could not be loaded (%s); running the task", call.task.name, exc)

@@ -10,6 +10,7 @@ import types
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Final, Literal, Protocol, Union, cast, get_args, runtime_checkable
 
 CacheBehavior = Literal["auto", "override", "disable"]
@@ -151,10 +152,11 @@ class Cache:
             enable/enabled/on/true/yes mean "auto" and off/false/no/none mean "disable".
         version_override: An explicit cache version; when set it wins over the policies.
         serialize: When True, concurrent identical calls run once and the others wait for its result
-            (Celery modes only; local runs ignore it).
+            (across processes and workers alike).
         ignored_inputs: Input names (or one name) left out of the cache key.
         salt: Mixed into every policy's version; change it to start a fresh cache namespace.
         policies: One or more `CachePolicy` objects; defaults to `[FunctionBodyPolicy()]`.
+        max_age: The oldest cached result to reuse, as a timedelta or seconds; None or 0: any age.
 
     Raises:
         ValueError: On an unknown behavior, or with no version_override and no policies.
@@ -166,9 +168,11 @@ class Cache:
     ignored_inputs: tuple[str, ...] | str = field(default_factory=tuple)
     salt: str = ""
     policies: Sequence[CachePolicy] | CachePolicy | None = None
+    max_age: timedelta | int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "behavior", _canonical_behavior(self.behavior))
+        object.__setattr__(self, "max_age", _max_age(self.max_age))
         if self.behavior == "disable":
             return
         policies = self.policies
@@ -181,6 +185,11 @@ class Cache:
         object.__setattr__(self, "policies", policies)
         if self.version_override is None and not policies:
             raise ValueError("Cache needs a version_override or at least one cache policy")
+
+    @property
+    def max_age_delta(self) -> timedelta | None:
+        """`max_age` as a timedelta (None: any age)."""
+        return _max_age(self.max_age)
 
     def is_enabled(self) -> bool:
         """True when results are cached ("auto" or "override")."""
@@ -234,6 +243,17 @@ def cache_from_request(req: CacheRequest | None) -> Cache:
     if isinstance(req, Cache):
         return req
     return Cache(behavior=req)
+
+
+def _max_age(value: object) -> timedelta | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, timedelta)):
+        raise TypeError(f"max_age must be an int (seconds), a timedelta or None, got {value!r}")
+    age = timedelta(seconds=value) if isinstance(value, int) else value
+    if age < timedelta(0):
+        raise ValueError(f"max_age must not be negative, got {value!r}")
+    return age
 
 
 def _canonical_behavior(value: object) -> CacheBehavior:

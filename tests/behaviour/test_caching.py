@@ -5,12 +5,14 @@ Every cached task returns a fresh random token when it executes, so equal tokens
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
 
 import flyte_celery as flyte
 from flyte_celery.errors import RuntimeUserError
+from tests._services import wait_until
 from tests.behaviour.conftest import Runner
 from tests.behaviour.programs import caching, caching_body_v1, caching_body_v2
 
@@ -162,3 +164,12 @@ def test_failures_are_not_cached(runner: Runner, tmp_path: Path) -> None:
 
     succeeded = token(runner, caching.fails_first_time, marker)
     assert token(runner, caching.fails_first_time, marker) == succeeded
+
+
+def test_max_age_limits_which_results_are_reused(runner: Runner) -> None:
+    key = secrets.randbelow(10**9)  # runs of other tests and sessions never share this entry
+    first = token(runner, caching.short_lived, key)
+    assert token(runner, caching.short_lived, key) == first
+    # Polled: once the entry is older than max_age (3 s) the task runs again.
+    fresh = wait_until(lambda: token(runner, caching.short_lived, key) != first, 15, "the entry to expire")
+    assert fresh is True

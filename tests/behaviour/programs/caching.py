@@ -64,3 +64,9 @@ async def stamp_twice(x: int) -> list[str]:
 async def call_auto_stamp(x: int) -> str:
     """An uncached parent whose child is cached."""
     return await auto_stamp(x)
+
+
+@env.task(cache=flyte.Cache("auto", max_age=3))
+async def short_lived(x: int) -> str:
+    """Cached for three seconds at most."""
+    return uuid.uuid4().hex

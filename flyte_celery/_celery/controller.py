@@ -12,6 +12,9 @@ import concurrent.futures
 import time
 from typing import Any
 
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
+
 from flyte_celery._action_call import ActionCall, prepare_child_call
 from flyte_celery._celery.bundle import dumps_by_value
 from flyte_celery._celery.envelope import ActionMessage, Envelope, RunContextMessage
@@ -23,7 +26,7 @@ from flyte_celery._controllers.base import TaskCallSequencer
 from flyte_celery._environ import environ_paused
 from flyte_celery._run_spec import RunSpec
 from flyte_celery._task import TaskTemplate
-from flyte_celery.errors import BaseRuntimeError, RuntimeUserError
+from flyte_celery.errors import BaseRuntimeError, RuntimeSystemError, RuntimeUserError
 
 
 class CeleryController:
@@ -50,16 +53,22 @@ class CeleryController:
         publication = Publication(envelope, inputs, inputs_repr(call.inputs))
         limit = self._limit_for(frame)
         # While it waits, the caller's env_vars are lifted: other runs' code may execute in this process meanwhile.
-        with environ_paused():
-            if limit is None:
-                outcome = await self.runtime.wait_for(
-                    frame.run.name, call.action.name, publication, release=release_current_slot
-                )
-            else:
-                async with limit:
+        try:
+            with environ_paused():
+                if limit is None:
                     outcome = await self.runtime.wait_for(
                         frame.run.name, call.action.name, publication, release=release_current_slot
                     )
+                else:
+                    async with limit:
+                        outcome = await self.runtime.wait_for(
+                            frame.run.name, call.action.name, publication, release=release_current_slot
+                        )
+        except (RedisError, KombuError, OSError) as exc:
+            # The platform failed, not the user's code: a system error, so nobody mistakes it for theirs.
+            raise RuntimeSystemError(
+                type(exc).__name__, f"could not run child action {call.action.name}: {exc}"
+            ) from exc
         return outcome.unwrap()
 
     def submit_sync(

@@ -34,6 +34,7 @@ from flyte_celery.errors import RuntimeSystemError
 ENTRY_TASK = "flyte_celery.run_action"
 MAX_REPR_CHARS = 200
 MAX_CACHED_BUNDLES = 64
+REDIS_MAX_CONNECTIONS = 32  # per process; waiters queue for a connection beyond that
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,12 @@ class Runtime:
         self.signing_key = signing_key(secret.get_secret_value() if secret else None)
         self.process_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
         self.reply_channel = self.keys.reply_channel(self.process_id)
-        self.redis = aioredis.Redis.from_url(settings.redis_url_resolved())
+        # A bounded pool that makes callers wait for a connection, rather than fail, when a wide fan-out is busy.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url_resolved(), max_connections=REDIS_MAX_CONNECTIONS, timeout=None
+        )
+        self.redis = aioredis.Redis(connection_pool=pool)
+        self._attaching: list[tuple[tuple[str, str], asyncio.Future[Any]]] = []
         self._waiting: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
         self._pending: list[tuple[Publication, asyncio.Future[None]]] = []
         self._bundles: dict[str, Bundle] = {}
@@ -78,7 +84,7 @@ class Runtime:
             await asyncio.gather(self._reader, return_exceptions=True)
         if self._pubsub is not None:
             await self._pubsub.aclose()
-        await self.redis.aclose()
+        await self.redis.aclose(close_connection_pool=True)  # the pool is ours: passed in, not owned by default
 
     async def _read(self) -> None:
         while True:
@@ -111,17 +117,14 @@ class Runtime:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting[key].append(future)
         try:
-            result, must_publish = await self._attach(
-                keys=[self.keys.result(run, action), self.keys.waiters(run, action), self.keys.enqueued(run, action)],
-                args=[self.reply_channel, *ATTACH_TTLS],
-            )
+            result, must_publish = await self._attach_batched(run, action)
             if result is None:
                 if must_publish and publication is not None:
                     await self.publish(publication)
                 if release is not None:
                     release()
                 await future
-                result = await self.redis.get(self.keys.result(run, action))
+                result = cast("bytes | None", await self.redis.get(self.keys.result(run, action)))
                 if result is None:
                     raise RuntimeSystemError("ResultMissing", f"action {run}/{action} finished but has no result")
             return decode_outcome(self.signing_key, result, f"result of action {run}/{action}")
@@ -132,6 +135,37 @@ class Runtime:
                 if not waiting:
                     del self._waiting[key]
 
+    # Attaching: every wait registered in one loop tick goes to Redis in one pipelined round trip.
+    async def _attach_batched(self, run: str, action: str) -> tuple[bytes | None, int]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._attaching.append(((run, action), future))
+        if len(self._attaching) == 1:
+            loop.call_soon(lambda: asyncio.ensure_future(self._flush_attaching()))
+        result, must_publish = await future
+        return result, int(must_publish)
+
+    async def _flush_attaching(self) -> None:
+        batch, self._attaching = self._attaching, []
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for (run, action), _ in batch:
+                    keys = [
+                        self.keys.result(run, action),
+                        self.keys.waiters(run, action),
+                        self.keys.enqueued(run, action),
+                    ]
+                    await self._attach(keys=keys, args=[self.reply_channel, *ATTACH_TTLS], client=pipe)
+                replies = await pipe.execute()
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if not future.done():
+                future.set_result(reply)
+
     async def complete(self, run: str, action: str, outcome: Outcome, what: str) -> bool:
         """Record the outcome (first one wins) and notify the waiters; True if this call wrote it."""
         blob = encode_outcome(self.signing_key, outcome, what)
@@ -141,11 +175,13 @@ class Runtime:
         )
         return bool(written)
 
-    async def result_exists(self, run: str, action: str) -> bool:
-        return bool(await self.redis.exists(self.keys.result(run, action)))
-
-    async def is_aborted(self, run: str) -> bool:
-        return bool(await self.redis.exists(self.keys.aborted(run)))
+    async def precheck(self, run: str, action: str) -> tuple[bool, bool]:
+        """(has the action a result already, is its run aborted), in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(self.keys.result(run, action))
+            pipe.exists(self.keys.aborted(run))
+            finished, aborted = await pipe.execute()
+        return bool(finished), bool(aborted)
 
     # Publishing: everything requested in one loop tick goes out on one producer connection.
     async def publish(self, publication: Publication) -> None:

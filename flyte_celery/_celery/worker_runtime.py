@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from celery import Celery
 from celery.exceptions import Ignore
+from redis.exceptions import RedisError
 
 from flyte_celery._action_call import ActionCall
 from flyte_celery._cache.redis_store import RedisCacheStore
@@ -44,6 +45,8 @@ from flyte_celery.errors import (
 )
 
 T = TypeVar("T")
+RECORD_ATTEMPTS = 6
+RECORD_RETRY_DELAY_S = 0.2
 
 
 class ActionHost:
@@ -71,16 +74,25 @@ class ActionHost:
 
     async def run(
         self, envelope: Envelope, inputs_blob: bytes, slot: Slot | None, mode: Mode, hostname: str | None = None
-    ) -> Outcome:
-        """Run one action to its outcome, record it, and wake whoever waits for it."""
+    ) -> Outcome | None:
+        """Run one action to its outcome, record it, and wake whoever waits for it.
+
+        Returns None, running nothing, when the action already has a result (a message delivered twice).
+        """
         run, action = envelope.run.name, envelope.action.name
         started = time.monotonic()
         current = asyncio.current_task()
         if current is not None:
             self._running[run].add(current)
         try:
-            outcome = await self._outcome(envelope, inputs_blob, slot, mode)
-            await self.runtime.complete(run, action, outcome, f"task {envelope.action.task!r}")
+            finished, aborted = await self.runtime.precheck(run, action)
+            if finished:
+                return None
+            if aborted:
+                outcome = Outcome(error=ActionAbortedError(f"run {run} was aborted before action {action} started"))
+            else:
+                outcome = await self._outcome(envelope, inputs_blob, slot, mode)
+            await self._record(envelope, outcome)
             if slot is not None and slot.released:
                 await asyncio.get_running_loop().run_in_executor(
                     None, self._finish_suspended, envelope, outcome, started, hostname
@@ -93,6 +105,20 @@ class ActionHost:
                     del self._running[run]
             if slot is not None:
                 slot.finish()
+
+    async def _record(self, envelope: Envelope, outcome: Outcome) -> None:
+        # A parent waits on this write: a passing Redis hiccup must not leave it waiting forever.
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                await self.runtime.complete(
+                    envelope.run.name, envelope.action.name, outcome, f"task {envelope.action.task!r}"
+                )
+                return
+            except (RedisError, OSError) as exc:
+                if attempt + 1 == RECORD_ATTEMPTS:
+                    system_logger.error("could not record the outcome of %s: %s", envelope.task_id, exc)
+                    raise
+                await asyncio.sleep(RECORD_RETRY_DELAY_S * 2**attempt)
 
     async def _outcome(self, envelope: Envelope, inputs_blob: bytes, slot: Slot | None, mode: Mode) -> Outcome:
         try:
@@ -182,7 +208,7 @@ class WorkerRuntime:
 
     def start(
         self, envelope: Envelope, inputs: bytes, hostname: str | None
-    ) -> tuple[Slot, concurrent.futures.Future[Outcome]]:
+    ) -> tuple[Slot, concurrent.futures.Future[Outcome | None]]:
         slot = Slot()
         coro = self.host.run(envelope, inputs, slot, "remote", hostname)
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -236,14 +262,6 @@ def run_action_body(task: Any, inputs_b64: str, settings: Settings) -> str:
         error = MessageDecodeError(f"inputs are not base64: {exc}", field="args[0]")
         runtime.call(runtime.runtime.complete(envelope.run.name, envelope.action.name, Outcome(error=error), "inputs"))
         return f"rejected: {error}"
-    if runtime.call(runtime.runtime.result_exists(envelope.run.name, envelope.action.name)):
-        return "already finished"
-    if runtime.call(runtime.runtime.is_aborted(envelope.run.name)):
-        aborted = ActionAbortedError(
-            f"run {envelope.run.name} was aborted before action {envelope.action.name} started"
-        )
-        runtime.call(runtime.runtime.complete(envelope.run.name, envelope.action.name, Outcome(error=aborted), "abort"))
-        return "aborted"
     slot, future = runtime.start(envelope, inputs, getattr(task.request, "hostname", None))
     slot.wait()
     if slot.released and not future.done():
@@ -257,6 +275,8 @@ def run_action_body(task: Any, inputs_b64: str, settings: Settings) -> str:
         )
         raise Ignore()
     outcome = future.result()
+    if outcome is None:
+        return "already finished"
     return "failed" if outcome.error is not None else "succeeded"
 
 

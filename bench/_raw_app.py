@@ -1,0 +1,72 @@
+"""The raw-Celery baseline of `bench/overhead.py`: one `noop` task on a plain Celery app with a Redis result backend.
+
+Workers run it as `celery -A bench._raw_app worker -Q <queue> -E ...`; the app is configured from the environment
+(`BENCH_RAW_BROKER_URL`, `BENCH_RAW_BACKEND_URL`, `BENCH_RAW_QUEUE`, `BENCH_RAW_STOCK`). Unless `BENCH_RAW_STOCK=1`,
+delivery mirrors what flyte-celery's app sets (JSON, late acks, prefetch 1, `task-sent` events), so the two sides
+differ only by the framework's own work, not by Celery settings.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+from celery import Celery
+
+NOOP_TASK: Final = "bench_raw.noop"
+DEFAULT_URL: Final = "redis://127.0.0.1:6379/14"
+DEFAULT_QUEUE: Final = "bench-raw"
+
+
+def make_raw_app(broker_url: str, backend_url: str, queue: str, *, stock: bool = False) -> Celery:
+    """A Celery app with the `noop` task routed to `queue`.
+
+    Args:
+        broker_url: The Redis broker.
+        backend_url: The Redis result backend (`join_native` and `.get()` read results from it).
+        queue: The default queue, on which the bench's raw workers listen.
+        stock: True keeps Celery's default delivery (early acks, prefetch x4); False mirrors flyte-celery's.
+
+    Returns:
+        The app; its `noop` task is `app.tasks[NOOP_TASK]`.
+    """
+    app = Celery("bench_raw", broker=broker_url, backend=backend_url, set_as_current=False)
+    app.conf.update(
+        task_default_queue=queue,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        # flyte-celery sends task events by default; the raw worker runs with -E and the client sends task-sent.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+    )
+    if not stock:
+        app.conf.update(
+            task_acks_late=True,
+            task_reject_on_worker_lost=True,
+            worker_prefetch_multiplier=1,
+            broker_transport_options={"visibility_timeout": 12 * 3600},
+        )
+
+    @app.task(name=NOOP_TASK, shared=False)  # type: ignore[untyped-decorator]
+    def noop(i: int) -> int:
+        return i
+
+    return app
+
+
+def _app_from_environment() -> Celery:
+    return make_raw_app(
+        os.environ.get("BENCH_RAW_BROKER_URL", DEFAULT_URL),
+        os.environ.get("BENCH_RAW_BACKEND_URL", DEFAULT_URL),
+        os.environ.get("BENCH_RAW_QUEUE", DEFAULT_QUEUE),
+        stock=os.environ.get("BENCH_RAW_STOCK") == "1",
+    )
+
+
+app = _app_from_environment()
+noop = app.tasks[NOOP_TASK]
+
+__all__ = ["NOOP_TASK", "app", "make_raw_app", "noop"]

@@ -4,7 +4,7 @@ Several actions can be in flight in one process (a local run, or parents suspend
 leaf). Overlays may end in any order, so instead of saving and restoring values per block, each key is recomputed
 from the overlays still active (the most recent wins) or, when none is left, restored to its original value. An
 action waiting on children elsewhere pauses its overlay (`environ_paused`), so code of other runs that executes in
-the meantime does not see its variables.
+the meantime does not see its variables. Workers go further (`action_environ`): each action sees only its own.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -87,3 +87,65 @@ def _restore(key: str) -> None:
         os.environ.pop(key, None)
     else:
         os.environ[key] = original
+
+
+# On workers, actions of several runs share a process: their env_vars live in a ContextVar instead, and
+# `os.environ` is wrapped so that Python code (os.environ[...], os.getenv) sees the current action's variables.
+_action_vars: ContextVar[Mapping[str, str] | None] = ContextVar("flyte_celery_action_env_vars", default=None)
+
+
+class ContextEnviron(MutableMapping[str, str]):
+    """`os.environ` as the current action sees it: its env_vars over the process environment.
+
+    Writes go to the real environment. Child processes started with the inherited environment do not see an
+    action's variables: pass `env=dict(os.environ)` to hand them over.
+    """
+
+    def __init__(self, real: MutableMapping[str, str]) -> None:
+        self.real = real
+
+    def __getitem__(self, key: str) -> str:
+        overlay = _action_vars.get()
+        if overlay is not None and key in overlay:
+            return overlay[key]
+        return self.real[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self.real[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.real[key]
+
+    def __iter__(self) -> Iterator[str]:
+        overlay = _action_vars.get()
+        if not overlay:
+            return iter(self.real)
+        return iter({**dict.fromkeys(self.real), **dict.fromkeys(overlay)})
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def copy(self) -> dict[str, str]:
+        return dict(self)
+
+    def __repr__(self) -> str:
+        return f"ContextEnviron({dict(self)!r})"
+
+
+def install_context_environ() -> None:
+    """Wrap `os.environ` (once per process) so per-action variables set by `action_environ` are visible."""
+    if not isinstance(os.environ, ContextEnviron):
+        setattr(os, "environ", ContextEnviron(os.environ))  # noqa: B010 - os.environ is typed as os._Environ
+
+
+@contextmanager
+def action_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Within the block (and the tasks and threads started in it), `os.environ` shows `values` on top."""
+    if not values:
+        yield
+        return
+    token = _action_vars.set({**(_action_vars.get() or {}), **values})
+    try:
+        yield
+    finally:
+        _action_vars.reset(token)

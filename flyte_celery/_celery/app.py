@@ -37,10 +37,11 @@ def make_app(settings: Settings) -> Celery:
         app.conf.worker_concurrency = settings.worker.concurrency
 
     @app.task(name=ENTRY_TASK, bind=True, shared=False)  # type: ignore[untyped-decorator]
-    def run_action(self: Any, inputs: str) -> str:
+    def run_action(self: Any, *args: Any, **kwargs: Any) -> str:
+        # Any arguments are accepted here, so a malformed message reaches the body, which records why it is bad.
         from flyte_celery._celery.worker_runtime import run_action_body
 
-        return run_action_body(self, inputs, settings)
+        return run_action_body(self, args, kwargs, settings)
 
     return app
 

@@ -15,6 +15,8 @@ LEASE_TTL_S: Final = 10.0  # score in the `leases` sorted set: when a suspended 
 LEASE_REFRESH_S: Final = 2.0  # how often a worker renews the leases of the parents it hosts
 SWEEP_INTERVAL_S: Final = 2.0  # how often a worker looks for expired leases to take over
 
+# cache:<key>, cache-lock:<key>, cache-done:<key>: the Redis cache store's entries (no TTL unless configured),
+# serialize reservations and wake-up channel; written by flyte_celery._cache.redis_store under the same prefix.
 ABORT_CHANNEL: Final = "abort"  # pubsub: run names being aborted
 LEASES: Final = "leases"  # sorted set: <run>:<action> -> lease expiry (unix seconds)
 

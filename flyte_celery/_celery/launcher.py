@@ -138,7 +138,7 @@ async def _launch_hybrid(
 ) -> Run:
     runtime = Runtime(settings, client_app(settings))
     await runtime.start()
-    store = RedisCacheStore(settings.redis_url_resolved(), prefix=settings.redis.key_prefix + "cache:")
+    store = RedisCacheStore(settings.redis_url_resolved(), prefix=settings.redis.key_prefix)
     try:
         digest = await runtime.bundle_for(task)
         spec = dataclasses.replace(spec, version=spec.version or digest)

@@ -32,7 +32,7 @@ from flyte_celery._celery.signing import verify
 from flyte_celery._celery.slots import Slot, slot_held
 from flyte_celery._config_model import Settings
 from flyte_celery._context import Mode, current_frame
-from flyte_celery._environ import environ_overlay
+from flyte_celery._environ import action_environ, install_context_environ
 from flyte_celery._execution import execute_action, format_traceback
 from flyte_celery._logging import LogOverrides, configure_logging, enable_per_run_settings, system_logger
 from flyte_celery._values import loads_value
@@ -57,7 +57,7 @@ class ActionHost:
         self.loop = loop
         self.controller = CeleryController(runtime, loop)
         settings = runtime.settings
-        self.store = RedisCacheStore(settings.redis_url_resolved(), prefix=settings.redis.key_prefix + "cache:")
+        self.store = RedisCacheStore(settings.redis_url_resolved(), prefix=settings.redis.key_prefix)
         self._running: defaultdict[str, set[asyncio.Task[Any]]] = defaultdict(set)
         self.leases: LeaseKeeper | None = None
         self.handing_off = False
@@ -135,7 +135,7 @@ class ActionHost:
                 task, inputs, envelope.task_context(mode), envelope.action.cache_key, envelope.action.read_cache
             )
             store = self.store if call.cache_key else None
-            with environ_overlay({**task.env_vars, **spec.env_vars}):
+            with action_environ({**task.env_vars, **spec.env_vars}):
                 if slot is None:
                     value = await execute_action(call, spec, self.controller, store)
                 else:
@@ -194,6 +194,7 @@ class WorkerRuntime:
     def __init__(self, settings: Settings, app: Celery) -> None:
         self.pid = os.getpid()
         configure_logging(settings.log.level, settings.log.format, settings.log.reset_root_logger)
+        install_context_environ()
         enable_per_run_settings(_run_log_overrides)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="flyte-celery-loop", daemon=True)
@@ -245,7 +246,7 @@ def worker_runtime(settings: Settings, app: Celery) -> WorkerRuntime:
         return _runtime
 
 
-def run_action_body(task: Any, inputs_b64: str, settings: Settings) -> str:
+def run_action_body(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any], settings: Settings) -> str:
     """The body of the entry Celery task (see the module docstring); never raises for a bad message."""
     raw = getattr(task.request, HEADER, None)
     if raw is None:
@@ -257,9 +258,15 @@ def run_action_body(task: Any, inputs_b64: str, settings: Settings) -> str:
         _record_undecodable(runtime, raw, err)
         return f"rejected: {err}"
     try:
-        inputs = base64.b64decode(inputs_b64, validate=True)
+        if len(args) != 1 or kwargs or not isinstance(args[0], str):
+            raise ValueError(f"expected one base64 string argument, got args={args!r:.200} kwargs={kwargs!r:.200}")
+        inputs_b64 = args[0]
+        try:
+            inputs = base64.b64decode(inputs_b64, validate=True)
+        except ValueError as exc:
+            raise ValueError(f"inputs are not base64: {exc}") from None
     except (ValueError, TypeError) as exc:
-        error = MessageDecodeError(f"inputs are not base64: {exc}", field="args[0]")
+        error = MessageDecodeError(f"bad arguments: {exc}", field="args[0]")
         runtime.call(runtime.runtime.complete(envelope.run.name, envelope.action.name, Outcome(error=error), "inputs"))
         return f"rejected: {error}"
     slot, future = runtime.start(envelope, inputs, getattr(task.request, "hostname", None))

@@ -172,6 +172,28 @@ class CompletedRun:
         return None
 
 
+class DryRun:
+    """The backend of a dry run: everything was checked (and, for the Celery modes, the bundle stored), nothing ran."""
+
+    def __init__(self, name: str, url: str, bundle_path: str | None = None) -> None:
+        self.name = name
+        self.url = url
+        self.bundle_path = bundle_path
+
+    def phase(self) -> ActionPhase:
+        return ActionPhase.QUEUED
+
+    async def wait(self, timeout: float | None) -> ActionPhase:
+        await asyncio.sleep(0)
+        return ActionPhase.QUEUED
+
+    async def outputs(self) -> ActionOutputs:
+        raise RuntimeError(f"run {self.name} is a dry run: nothing was executed, so it has no outputs")
+
+    async def abort(self, reason: str) -> None:
+        return None
+
+
 _registry: dict[str, RunBackend] = {}
 CELERY_LAUNCHER = "flyte_celery._celery.launcher"
 MAX_REMEMBERED_RUNS = 1000

@@ -17,7 +17,7 @@ from flyte_celery._environ import environ_overlay
 from flyte_celery._execution import execute_action
 from flyte_celery._init import current_settings
 from flyte_celery._logging import configure_logging
-from flyte_celery._run import CELERY_LAUNCHER, ActionOutputs, CompletedRun, Run, remember
+from flyte_celery._run import CELERY_LAUNCHER, ActionOutputs, CompletedRun, DryRun, Run, remember
 from flyte_celery._run_options import UNSET, RunOptions
 from flyte_celery._run_spec import RunSpec
 from flyte_celery._syncify import syncify
@@ -85,7 +85,7 @@ async def _run_local(
     call = prepare_root_call(spec, task, args, kwargs, ROOT_ACTION_NAME)
     outputs_names = tuple(task.interface.outputs) or ("o0",)
     if dry_run:
-        return remember(CompletedRun(spec.name, spec.run_base_dir, ActionOutputs((None,), outputs_names)))
+        return Run(DryRun(spec.name, spec.run_base_dir))  # arguments checked and bound above; nothing runs
     with environ_overlay({**task.env_vars, **spec.env_vars}):
         value = await execute_action(call, spec, controller, store)
     outputs = ActionOutputs(task.interface.output_tuple(value), outputs_names)

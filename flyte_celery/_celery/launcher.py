@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import json
 import time
+from pathlib import Path
 from typing import Any, cast
 
 import redis
@@ -27,7 +28,7 @@ from flyte_celery._context import ROOT_ACTION_NAME
 from flyte_celery._environ import environ_overlay
 from flyte_celery._execution import execute_action
 from flyte_celery._init import current_settings
-from flyte_celery._run import ActionOutputs, ActionPhase, CompletedRun, Run, remember
+from flyte_celery._run import ActionOutputs, ActionPhase, CompletedRun, DryRun, Run, remember
 from flyte_celery._run_options import RunOptions
 from flyte_celery._run_spec import RunSpec
 from flyte_celery._task import TaskTemplate
@@ -62,10 +63,10 @@ async def launch(
     options: RunOptions,
 ) -> Run:
     """Start a remote run (returns at once) or a hybrid one (returns when its root, run here, is done)."""
-    if spec.mode == "hybrid":
+    if spec.mode == "hybrid" and not options.dry_run:  # a hybrid dry run stores the bundle, like a remote one
         return await _launch_hybrid(spec, settings, task, args, kwargs)
     return await asyncio.get_running_loop().run_in_executor(
-        None, _launch_remote, spec, settings, task, args, kwargs, bool(options.dry_run)
+        None, _launch_remote, spec, settings, task, args, kwargs, bool(options.dry_run), options.copy_bundle_to or None
     )
 
 
@@ -76,6 +77,7 @@ def _launch_remote(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     dry_run: bool,
+    copy_bundle_to: str | Path | None = None,
 ) -> Run:
     keys = Keys(settings.redis.key_prefix)
     key = _key(settings)
@@ -88,8 +90,7 @@ def _launch_remote(
         inputs = sign(key, dumps_by_value(call.inputs))
         client.set(keys.bundle(digest), sign(key, data), ex=BUNDLE_TTL_S)
         if dry_run:
-            outputs = tuple(task.interface.outputs)
-            return Run(RemoteRunBackend(spec.name, settings, outputs, run_base_dir=spec.run_base_dir, dry_run=True))
+            return Run(DryRun(spec.name, spec.run_base_dir, _copy_bundle(data, digest, copy_bundle_to)))
         _create_run_record(client, keys, spec, task, digest)
         envelope = Envelope(
             run=RunContextMessage.from_spec(spec),
@@ -109,6 +110,18 @@ def _launch_remote(
         client.close()
     outputs = tuple(task.interface.outputs)
     return remember(RemoteRunBackend(spec.name, settings, outputs, run_base_dir=spec.run_base_dir))
+
+
+def _copy_bundle(data: bytes, digest: str, destination: str | Path | None) -> str | None:
+    """Write the bundle to `destination` (a directory gets `<digest>.pkl`); returns the file written."""
+    if destination is None:
+        return None
+    path = Path(destination)
+    if path.is_dir() or not path.suffix:
+        path = path / f"{digest}.pkl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return str(path)
 
 
 def _create_run_record(client: Any, keys: Keys, spec: RunSpec, task: TaskTemplate[Any, Any], digest: str) -> None:
@@ -174,12 +187,10 @@ class RemoteRunBackend:
         output_names: tuple[str, ...],
         *,
         run_base_dir: str = "",
-        dry_run: bool = False,
     ) -> None:
         self.name = name
         self.settings = settings
         self.output_names = output_names or ("o0",)
-        self.dry_run = dry_run
         self.keys = Keys(settings.redis.key_prefix)
         flower = settings.flower.url
         root_page = f"{flower.rstrip('/')}/task/{celery_task_id(name, ROOT_ACTION_NAME)}" if flower else ""
@@ -196,8 +207,6 @@ class RemoteRunBackend:
         return decode_outcome(_key(self.settings), cast(bytes, blob), f"result of run {self.name}")
 
     def phase(self) -> ActionPhase:
-        if self.dry_run:
-            return ActionPhase.QUEUED
         outcome = self._outcome_now()
         if outcome is None:
             return ActionPhase.RUNNING
@@ -219,8 +228,6 @@ class RemoteRunBackend:
             await runtime.close()
 
     async def outputs(self) -> ActionOutputs:
-        if self.dry_run:
-            raise RuntimeError(f"run {self.name} is a dry run: it has no outputs")
         outcome = await self._wait_outcome()
         value = outcome.unwrap()
         values = (value,) if len(self.output_names) <= 1 else tuple(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +146,21 @@ def test_run_aio_from_async_code(mode: str) -> None:
         return [(await run.outputs.aio())[0] for run in runs]
 
     assert asyncio.run(main()) == [2, 4]
+
+
+def test_dry_run_checks_everything_and_runs_nothing(mode: str, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    bundle_dir = tmp_path / "bundle"
+    run = flyte.with_runcontext(mode=mode, dry_run=True, copy_bundle_to=str(bundle_dir)).run(outputs.touch, str(marker))
+
+    assert run.phase == flyte.ActionPhase.QUEUED
+    with pytest.raises(RuntimeError, match="dry run"):
+        run.outputs()
+    assert not marker.exists()
+    if mode != "local":  # the Celery modes build the code bundle, and copy it where asked
+        assert [p.suffix for p in bundle_dir.iterdir()] == [".pkl"]
+
+
+def test_dry_run_still_rejects_bad_arguments(mode: str) -> None:
+    with pytest.raises(TypeError):
+        flyte.with_runcontext(mode=mode, dry_run=True).run(outputs.touch)

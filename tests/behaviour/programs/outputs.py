@@ -67,3 +67,11 @@ async def pass_a_list_to_a_mutating_child() -> dict[str, list[int]]:
 @env.task
 async def unserializable() -> object:
     return threading.Lock()
+
+
+@env.task
+def touch(path: str) -> str:
+    """Creates `path`: proof that the task ran."""
+    with open(path, "w") as handle:
+        handle.write("ran")
+    return path

@@ -21,7 +21,7 @@ from flyte_celery._celery.controller import CeleryController, action_message
 from flyte_celery._celery.envelope import HEADER, Envelope, RunContextMessage, celery_task_id
 from flyte_celery._celery.keys import BUNDLE_TTL_S, ENQUEUED_TTL_S, RUN_TTL_S, Keys
 from flyte_celery._celery.outcome import Outcome, decode_outcome
-from flyte_celery._celery.runtime import ENTRY_TASK, Runtime, inputs_repr
+from flyte_celery._celery.runtime import ENTRY_TASK, Runtime, identity_repr, inputs_repr
 from flyte_celery._celery.signing import sign, signing_key
 from flyte_celery._config_model import Settings
 from flyte_celery._context import ROOT_ACTION_NAME
@@ -104,7 +104,7 @@ def _launch_remote(
             headers={HEADER: envelope.encode()},
             shadow=task.name,
             argsrepr=inputs_repr(call.inputs),
-            kwargsrepr=f"{{'run': '{spec.name}', 'action': '{ROOT_ACTION_NAME}'}}",
+            kwargsrepr=identity_repr(envelope),
         )
     finally:
         client.close()

@@ -224,7 +224,7 @@ class Runtime:
                     if envelope.action.parent
                     else None,
                     argsrepr=publication.argsrepr,
-                    kwargsrepr=f"{{'run': '{envelope.run.name}', 'action': '{envelope.action.name}'}}",
+                    kwargsrepr=identity_repr(envelope),
                     producer=producer,
                 )
 
@@ -266,6 +266,20 @@ class Runtime:
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def identity_repr(envelope: Envelope) -> str:
+    """How Flower shows who an action is: run, action, parent and group, with the run's labels and annotations."""
+    identity: dict[str, Any] = {"run": envelope.run.name, "action": envelope.action.name}
+    if envelope.action.parent:
+        identity["parent"] = envelope.action.parent
+    if envelope.action.group:
+        identity["group"] = envelope.action.group
+    if envelope.run.labels:
+        identity["labels"] = envelope.run.labels
+    if envelope.run.annotations:
+        identity["annotations"] = envelope.run.annotations
+    return repr(identity)
 
 
 def inputs_repr(inputs: dict[str, Any]) -> str:

@@ -59,7 +59,9 @@ def test_flower_shows_actions_by_task_name_with_inputs_and_tree_links(
     worker_factory: WorkerFactory, flower: str
 ) -> None:
     worker_factory.start(concurrency=1)
-    run = flyte.with_runcontext(mode="remote").run(trees.tree, 1, 2)
+    run = flyte.with_runcontext(mode="remote", labels={"team": "ml"}, annotations={"ticket": "42"}).run(
+        trees.tree, 1, 2
+    )
     assert run.wait(timeout=60) == flyte.ActionPhase.SUCCEEDED
     root_id = celery_task_id(run.name, "a0")
 
@@ -76,6 +78,8 @@ def test_flower_shows_actions_by_task_name_with_inputs_and_tree_links(
     assert "depth=1" in root["args"]
     assert "fanout=2" in root["args"]
     assert run.name in root["kwargs"]
+    assert "'labels': {'team': 'ml'}" in root["kwargs"]
+    assert "'annotations': {'ticket': '42'}" in root["kwargs"]
     children = [t for tid, t in tasks.items() if tid != root_id]
     assert {c["name"] for c in children} == {"trees.tree"}
     assert all("depth=0" in c["args"] for c in children)

@@ -8,62 +8,51 @@ channel. The first wait of a parent running inside a worker gives its pool slot 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import time
 from typing import Any
 
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
-from flyte_celery._action_call import ActionCall, prepare_child_call
+from flyte_celery._action_call import ActionCall
 from flyte_celery._celery.bundle import dumps_by_value
 from flyte_celery._celery.envelope import ActionMessage, Envelope, RunContextMessage
 from flyte_celery._celery.runtime import Publication, Runtime, inputs_repr
 from flyte_celery._celery.signing import sign
 from flyte_celery._celery.slots import release_current_slot
 from flyte_celery._context import Frame
-from flyte_celery._controllers.base import TaskCallSequencer
+from flyte_celery._controllers.shared import ChildCalls
 from flyte_celery._environ import environ_paused
 from flyte_celery._run_spec import RunSpec
 from flyte_celery._task import TaskTemplate
-from flyte_celery.errors import BaseRuntimeError, RuntimeSystemError, RuntimeUserError
+from flyte_celery.errors import RuntimeSystemError, RuntimeUserError
 
 
-class CeleryController:
+class CeleryController(ChildCalls):
     """Submits child actions of any run hosted in this process to the Celery fleet."""
 
     def __init__(self, runtime: Runtime, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop, "remote")
         self.runtime = runtime
-        self.loop = loop
-        self.sequencer = TaskCallSequencer()
-        self._limits: dict[str, asyncio.Semaphore] = {}
 
     async def submit(
         self, frame: Frame, task: TaskTemplate[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        call = self.prepare(frame, task, args, kwargs)
         try:
-            call = prepare_child_call(frame, task, args, kwargs, self.sequencer, "remote")
             inputs = sign(self.runtime.signing_key, dumps_by_value(call.inputs))
-        except (BaseRuntimeError, TypeError):
-            raise  # a TypeError is a bad call (arguments that do not fit the task): raised where the call is made
         except Exception as exc:
-            raise RuntimeUserError(type(exc).__name__, str(exc)) from exc
+            raise RuntimeUserError(type(exc).__name__, f"the inputs of {task.name!r} cannot be pickled: {exc}") from exc
         bundle = await self.runtime.bundle_for(task)
         envelope = child_envelope(call, frame, bundle)
         publication = Publication(envelope, inputs, inputs_repr(call.inputs))
-        limit = self._limit_for(frame)
         # While it waits, the caller's env_vars are lifted: other runs' code may execute in this process meanwhile.
         try:
             with environ_paused():
-                if limit is None:
+                async with self.limit_for(frame):
                     outcome = await self.runtime.wait_for(
                         frame.run.name, call.action.name, publication, release=release_current_slot
                     )
-                else:
-                    async with limit:
-                        outcome = await self.runtime.wait_for(
-                            frame.run.name, call.action.name, publication, release=release_current_slot
-                        )
         except (RedisError, KombuError, OSError) as exc:
             # The platform failed, not the user's code: a system error, so nobody mistakes it for theirs.
             raise RuntimeSystemError(
@@ -71,27 +60,8 @@ class CeleryController:
             ) from exc
         return outcome.unwrap()
 
-    def submit_sync(
-        self, frame: Frame, task: TaskTemplate[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> concurrent.futures.Future[Any]:
-        return asyncio.run_coroutine_threadsafe(self.submit(frame, task, args, kwargs), self.loop)
-
-    def finalize_parent_action(self, action_key: str) -> None:
-        self.sequencer.forget(action_key)
-        self._limits.pop(action_key, None)
-
     async def stop(self) -> None:
         return None
-
-    def _limit_for(self, frame: Frame) -> asyncio.Semaphore | None:
-        bound = frame.run.max_action_concurrency
-        if not bound:
-            return None
-        parent = (frame.task.task_action or frame.task.action).key
-        limit = self._limits.get(parent)
-        if limit is None:
-            limit = self._limits[parent] = asyncio.Semaphore(bound)
-        return limit
 
 
 def queue_of(task: TaskTemplate[Any, Any], run: RunSpec) -> str:

@@ -10,15 +10,20 @@ WAITERS_TTL_S: Final = 7 * 24 * 3600  # waiters:<run>:<action>  reply channels t
 ENQUEUED_TTL_S: Final = 7 * 24 * 3600  # enqueued:<run>:<action>  set once the action's message is published
 RUN_TTL_S: Final = 30 * 24 * 3600  # run:<run>  hash: the run's record (root task, labels, phase, ...)
 BUNDLE_TTL_S: Final = 30 * 24 * 3600  # bundle:<digest>  signed cloudpickled task tree
-SUSPENDED_TTL_S: Final = 7 * 24 * 3600  # message:<run>:<action>  stored message of a suspended parent
-LEASE_TTL_S: Final = 10.0  # score in the `leases` sorted set: when a suspended parent's lease expires
-LEASE_REFRESH_S: Final = 2.0  # how often a worker renews the leases of the parents it hosts
+MESSAGE_TTL_S: Final = 7 * 24 * 3600  # message:<run>:<action>  stored message of an action that is running
+LEASE_TTL_S: Final = 10.0  # score in the `leases` sorted set: when a running action's lease expires
+LEASE_REFRESH_S: Final = 2.0  # how often a worker renews the leases of the actions it hosts
 SWEEP_INTERVAL_S: Final = 2.0  # how often a worker looks for expired leases to take over
 
 # cache:<key>, cache-lock:<key>, cache-done:<key>: the Redis cache store's entries (no TTL unless configured),
 # serialize reservations and wake-up channel; written by flyte_celery._cache.redis_store under the same prefix.
 ABORT_CHANNEL: Final = "abort"  # pubsub: run names being aborted
 LEASES: Final = "leases"  # sorted set: <run>:<action> -> lease expiry (unix seconds)
+
+
+def lease_member(run: str, action: str) -> str:
+    """An action's member in the `leases` sorted set."""
+    return f"{run}:{action}"
 
 
 class Keys:

@@ -1,7 +1,9 @@
-"""Leases for suspended parents: a parent that gave its slot back is already acknowledged, so its liveness is ours.
+"""Leases for running actions: a parent that gave its slot back is already acknowledged, so its liveness is ours;
+a leaf's message would come back only after the broker's visibility timeout (hours) if its worker died.
 
-When a parent suspends, its message is stored and a lease (a score in one sorted set) is taken. A thread in every
-pool process renews the leases of the parents it hosts, and sweeps: an expired lease is claimed by exactly one
+When an action starts, its message is stored and a lease (a score in one sorted set) is taken, in the round trip
+that checks whether it already ran; the write of its result drops both. A thread in every pool process renews the
+leases of the actions it hosts, and sweeps: an expired lease is claimed by exactly one
 sweeper (`ZREM` returns 1 for one caller), which re-publishes the stored message under the same task id, unless the
 action has finished meanwhile. On a warm shutdown the process expires its own leases, so another worker takes its
 parents over at once instead of after the TTL. A re-run parent replays from the top: its finished children return
@@ -19,16 +21,12 @@ import redis
 from celery import Celery
 
 from flyte_celery._celery.envelope import HEADER, celery_task_id, decode_envelope
-from flyte_celery._celery.keys import LEASE_REFRESH_S, LEASE_TTL_S, SUSPENDED_TTL_S, SWEEP_INTERVAL_S, Keys
+from flyte_celery._celery.keys import LEASE_REFRESH_S, LEASE_TTL_S, SWEEP_INTERVAL_S, Keys, lease_member
 from flyte_celery._celery.runtime import ENTRY_TASK
 from flyte_celery._context import ROOT_ACTION_NAME
 from flyte_celery._logging import system_logger
 
 MAX_SWEPT_PER_ROUND = 100
-
-
-def lease_member(run: str, action: str) -> str:
-    return f"{run}:{action}"
 
 
 class LeaseKeeper:
@@ -39,38 +37,20 @@ class LeaseKeeper:
         self.keys = keys
         self.app = app
         self._held: set[tuple[str, str]] = set()
-        self._finished_early: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="flyte-celery-leases", daemon=True)
         self._thread.start()
 
-    def suspend(self, message: dict[str, Any]) -> None:
-        """Store a suspended parent's message and take its lease (before its task body acknowledges it)."""
-        envelope = message["headers"][HEADER]
-        run, action = envelope["run"]["name"], envelope["action"]["name"]
+    def hold(self, run: str, action: str) -> None:
+        """Renew this action's lease from now on (its lease and message are written by the caller)."""
         with self._lock:
-            if (run, action) in self._finished_early:
-                self._finished_early.discard((run, action))
-                return
             self._held.add((run, action))
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(self.keys.message(run, action), json.dumps(message), ex=SUSPENDED_TTL_S)
-        pipe.zadd(self.keys.leases, {lease_member(run, action): time.time() + LEASE_TTL_S})
-        pipe.execute()
 
-    def finished(self, run: str, action: str) -> None:
-        """Drop the lease and message of a parent that has finished."""
+    def release(self, run: str, action: str) -> None:
+        """Stop renewing this action's lease (the write of its result removed it)."""
         with self._lock:
-            if (run, action) not in self._held:
-                # It finished before its task body got to suspend it: tell `suspend` not to bother.
-                self._finished_early.add((run, action))
-                return
             self._held.discard((run, action))
-        pipe = self.client.pipeline(transaction=False)
-        pipe.zrem(self.keys.leases, lease_member(run, action))
-        pipe.delete(self.keys.message(run, action))
-        pipe.execute()
 
     def hand_off(self) -> None:
         """Expire every lease this process holds, so other workers take the parents over now."""
@@ -80,7 +60,7 @@ class LeaseKeeper:
             self._held.clear()
         if held:
             self.client.zadd(self.keys.leases, {lease_member(run, action): 0 for run, action in held}, xx=True)
-            system_logger.warning("handed off %d suspended parent(s) to the other workers", len(held))
+            system_logger.warning("handed off %d unfinished action(s) to the other workers", len(held))
 
     def _loop(self) -> None:
         next_sweep = 0.0
@@ -123,7 +103,7 @@ class LeaseKeeper:
     def _republish(self, message: dict[str, Any]) -> None:
         envelope = decode_envelope(message["headers"][HEADER])
         replay = envelope.model_copy(update={"action": envelope.action.model_copy(update={"replay": True})})
-        system_logger.warning("taking over suspended action %s (its worker stopped renewing it)", envelope.task_id)
+        system_logger.warning("taking over action %s (its worker stopped renewing its lease)", envelope.task_id)
         self.app.tasks[ENTRY_TASK].apply_async(
             args=tuple(message["args"]),
             task_id=envelope.task_id,

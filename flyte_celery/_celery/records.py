@@ -25,10 +25,12 @@ if fresh then return {false, 1} end
 return {false, 0}
 """
 
-# KEYS: result, waiters.  ARGV: outcome bytes, result ttl, notification payload.
-# Returns 1 if this call wrote the result, 0 if one existed already.
+# KEYS: result, waiters, leases, stored message.  ARGV: outcome bytes, result ttl, notification payload, lease member.
+# Drops the action's lease and stored message. Returns 1 if this call wrote the result, 0 if one existed already.
 COMPLETE: Final = """
 local written = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[4])
+redis.call('DEL', KEYS[4])
 local channels = redis.call('SMEMBERS', KEYS[2])
 for _, channel in ipairs(channels) do
   redis.call('PUBLISH', channel, ARGV[3])

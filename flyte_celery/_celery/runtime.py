@@ -12,6 +12,7 @@ import base64
 import os
 import secrets
 import socket
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, cast
@@ -21,7 +22,7 @@ from celery import Celery
 
 from flyte_celery._celery.bundle import Bundle, build_bundle, bundle_digest, load_bundle
 from flyte_celery._celery.envelope import HEADER, Envelope, celery_task_id
-from flyte_celery._celery.keys import BUNDLE_TTL_S, Keys
+from flyte_celery._celery.keys import BUNDLE_TTL_S, LEASE_TTL_S, MESSAGE_TTL_S, Keys, lease_member
 from flyte_celery._celery.outcome import Outcome, decode_outcome, encode_outcome
 from flyte_celery._celery.records import ATTACH, ATTACH_TTLS, COMPLETE, COMPLETE_TTL, notification
 from flyte_celery._celery.signing import sign, signing_key, verify
@@ -170,17 +171,22 @@ class Runtime:
         """Record the outcome (first one wins) and notify the waiters; True if this call wrote it."""
         blob = encode_outcome(self.signing_key, outcome, what)
         written = await self._complete(
-            keys=[self.keys.result(run, action), self.keys.waiters(run, action)],
-            args=[blob, COMPLETE_TTL, notification(run, action)],
-        )
+            keys=[self.keys.result(run, action), self.keys.waiters(run, action), self.keys.leases,
+                  self.keys.message(run, action)],
+            args=[blob, COMPLETE_TTL, notification(run, action), lease_member(run, action)],
+        )  # fmt: skip
         return bool(written)
 
-    async def precheck(self, run: str, action: str) -> tuple[bool, bool]:
-        """(has the action a result already, is its run aborted), in one round trip."""
+    async def precheck(self, run: str, action: str, message: str | None) -> tuple[bool, bool]:
+        """(has the action a result already, is its run aborted), in one round trip that also, given the action's
+        message, stores it and takes the action's lease."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.exists(self.keys.result(run, action))
             pipe.exists(self.keys.aborted(run))
-            finished, aborted = await pipe.execute()
+            if message is not None:
+                pipe.set(self.keys.message(run, action), message, ex=MESSAGE_TTL_S)
+                pipe.zadd(self.keys.leases, {lease_member(run, action): time.time() + LEASE_TTL_S})
+            finished, aborted, *_ = await pipe.execute()
         return bool(finished), bool(aborted)
 
     # Publishing: everything requested in one loop tick goes out on one producer connection.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import json
 import os
 import threading
 import time
@@ -63,21 +64,26 @@ class ActionHost:
         self.handing_off = False
         runtime.on_abort.append(self._abort_run)
 
-    def _finish_suspended(self, envelope: Envelope, outcome: Outcome, started: float, hostname: str | None) -> None:
-        if self.leases is not None:
-            self.leases.finished(envelope.run.name, envelope.action.name)
-        if hostname:
-            try:
-                send_finished_event(self.runtime.app, hostname, envelope.task_id, outcome, started)
-            except Exception as exc:
-                system_logger.warning("could not send the end event of %s: %s", envelope.task_id, exc)
+    def _send_end_event(self, envelope: Envelope, outcome: Outcome, started: float, hostname: str) -> None:
+        try:
+            send_finished_event(self.runtime.app, hostname, envelope.task_id, outcome, started)
+        except Exception as exc:
+            system_logger.warning("could not send the end event of %s: %s", envelope.task_id, exc)
 
     async def run(
-        self, envelope: Envelope, inputs_blob: bytes, slot: Slot | None, mode: Mode, hostname: str | None = None
+        self,
+        envelope: Envelope,
+        inputs_blob: bytes,
+        slot: Slot | None,
+        mode: Mode,
+        hostname: str | None = None,
+        message: str | None = None,
     ) -> Outcome | None:
         """Run one action to its outcome, record it, and wake whoever waits for it.
 
-        Returns None, running nothing, when the action already has a result (a message delivered twice).
+        With its `message` (JSON: what to re-publish), the action holds a lease while it runs, so another worker
+        takes it over if this one dies. Returns None, running nothing, when the action already has a result (a
+        message delivered twice).
         """
         run, action = envelope.run.name, envelope.action.name
         started = time.monotonic()
@@ -85,17 +91,21 @@ class ActionHost:
         if current is not None:
             self._running[run].add(current)
         try:
-            finished, aborted = await self.runtime.precheck(run, action)
+            finished, aborted = await self.runtime.precheck(run, action, message)
             if finished:
                 return None
+            if message is not None and self.leases is not None:
+                self.leases.hold(run, action)
             if aborted:
                 outcome = Outcome(error=ActionAbortedError(f"run {run} was aborted before action {action} started"))
             else:
                 outcome = await self._outcome(envelope, inputs_blob, slot, mode)
-            await self._record(envelope, outcome)
-            if slot is not None and slot.released:
+            await self._record(envelope, outcome)  # drops the lease in Redis too
+            if self.leases is not None:
+                self.leases.release(run, action)
+            if slot is not None and slot.released and hostname:
                 await asyncio.get_running_loop().run_in_executor(
-                    None, self._finish_suspended, envelope, outcome, started, hostname
+                    None, self._send_end_event, envelope, outcome, started, hostname
                 )
             return outcome
         finally:
@@ -208,10 +218,10 @@ class WorkerRuntime:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def start(
-        self, envelope: Envelope, inputs: bytes, hostname: str | None
+        self, envelope: Envelope, inputs: bytes, hostname: str | None, message: str
     ) -> tuple[Slot, concurrent.futures.Future[Outcome | None]]:
         slot = Slot()
-        coro = self.host.run(envelope, inputs, slot, "remote", hostname)
+        coro = self.host.run(envelope, inputs, slot, "remote", hostname, message)
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return slot, future
 
@@ -269,18 +279,19 @@ def run_action_body(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any], se
         error = MessageDecodeError(f"bad arguments: {exc}", field="args[0]")
         runtime.call(runtime.runtime.complete(envelope.run.name, envelope.action.name, Outcome(error=error), "inputs"))
         return f"rejected: {error}"
-    slot, future = runtime.start(envelope, inputs, getattr(task.request, "hostname", None))
+    # What a sweeper re-publishes if this worker dies before the action ends.
+    message = json.dumps(
+        {
+            "args": [inputs_b64],
+            "headers": {HEADER: raw},
+            "argsrepr": getattr(task.request, "argsrepr", None),
+            "kwargsrepr": getattr(task.request, "kwargsrepr", None),
+        }
+    )
+    slot, future = runtime.start(envelope, inputs, getattr(task.request, "hostname", None), message)
     slot.wait()
     if slot.released and not future.done():
-        runtime.leases.suspend(
-            {
-                "args": [inputs_b64],
-                "headers": {HEADER: raw},
-                "argsrepr": getattr(task.request, "argsrepr", None),
-                "kwargsrepr": getattr(task.request, "kwargsrepr", None),
-            }
-        )
-        raise Ignore()
+        raise Ignore()  # acknowledged: from here on the action's lease keeps it alive
     outcome = future.result()
     if outcome is None:
         return "already finished"

@@ -33,3 +33,19 @@ def test_sigterm_hands_suspended_parents_to_the_remaining_worker(
     assert executions["leaf-0"] == 1  # finished before the stop: reused, not re-run
     assert executions["leaf-1"] == 1
     assert all(executions[f"leaf-{i}"] == 1 for i in range(6)), executions
+
+
+def test_a_killed_worker_loses_nothing_its_running_actions_are_taken_over(
+    worker_factory: WorkerFactory, redis_client: Any
+) -> None:
+    first = worker_factory.start(concurrency=1)
+    run = flyte.with_runcontext(mode="remote").run(slow.sequential_parent, 3, 2.0)
+    wait_until(lambda: _executions(redis_client).get("leaf-1"), 30, "the second child to start")
+    first.stop(signal.SIGKILL)  # the whole process group: main process and pool, no shutdown code runs
+    third = worker_factory.start(concurrency=1)
+    assert run.wait(timeout=RUN_DEADLINE_S) == flyte.ActionPhase.SUCCEEDED, third.log()[-3000:]
+    assert run.outputs().o0 == sum(range(3))
+    executions = _executions(redis_client)
+    assert executions["leaf-0"] == 1  # finished before the kill: its result is reused
+    assert executions["leaf-1"] == 2  # running when killed: taken over through its lease
+    assert executions["leaf-2"] == 1

@@ -13,7 +13,7 @@ import os
 import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -177,6 +177,15 @@ _frame: ContextVar[Frame | None] = ContextVar("flyte_celery_frame", default=None
 
 def current_frame() -> Frame | None:
     return _frame.get()
+
+
+def enter_frame(frame: Frame) -> Token[Frame | None]:
+    """Make `frame` current; `leave_frame(token)` restores the previous one (a context manager costs more here)."""
+    return _frame.set(frame)
+
+
+def leave_frame(token: Token[Frame | None]) -> None:
+    _frame.reset(token)
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from typing import Any
 from flyte_celery._action_call import ActionCall
 from flyte_celery._cache import CacheStore
 from flyte_celery._cache.entry import decode_entry, encode_entry
-from flyte_celery._context import Frame, _frame
+from flyte_celery._context import Frame, enter_frame, leave_frame
 from flyte_celery._controllers.base import Controller
 from flyte_celery._logging import system_logger
 from flyte_celery._run_spec import RunSpec
@@ -131,7 +131,7 @@ async def run_attempt(
     token = None
     try:
         inputs = copy_value(call.inputs, what=f"inputs of task {task.name!r}")
-        token = _frame.set(frame)
+        token = enter_frame(frame)
         body = task.func(**inputs) if task.is_async else run_in_thread(task.func, inputs)
         result = await (_bounded(body, limit, call, by_deadline) if limit is not None else body)
         return copy_value(result, what=f"output of task {task.name!r}")
@@ -144,7 +144,7 @@ async def run_attempt(
         raise _located(converted, call) from exc
     finally:
         if token is not None:
-            _frame.reset(token)
+            leave_frame(token)
         controller.finalize_parent_action(context.action.key)
 
 

@@ -78,7 +78,9 @@ def find_config_file(explicit: str | Path | None = None, *, environ: Mapping[str
     return next((path.resolve() for path in candidates if path.is_file()), None)
 
 
-def load_settings(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    path: str | Path | None = None, *, environ: Mapping[str, str] | None = None, discover: bool = True
+) -> Settings:
     """Builds the settings from the config file (see `find_config_file`), environment variables and defaults.
 
     Every key `<section>.<key>` can be overridden by `FLYTE_CELERY_<SECTION>_<KEY>`, parsed as a YAML scalar
@@ -88,6 +90,7 @@ def load_settings(path: str | Path | None = None, *, environ: Mapping[str, str] 
     Args:
         path: An explicit config file, which must exist.
         environ: The environment to read; defaults to `os.environ`.
+        discover: False reads no config file at all (only an explicit `path`), just the environment.
 
     Returns:
         The validated settings; `Settings.source` is the file used, or None.
@@ -97,7 +100,7 @@ def load_settings(path: str | Path | None = None, *, environ: Mapping[str, str] 
         ConfigError: If the file cannot be parsed, or a key is unknown or has a bad value.
     """
     env = os.environ if environ is None else environ
-    source = find_config_file(path, environ=env)
+    source = find_config_file(path, environ=env) if discover or path is not None else None
     raw: dict[str, Any] = {}
     origins: dict[str, str] = {}
     flyte_task: Mapping[str, Any] = {}

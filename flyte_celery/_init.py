@@ -40,12 +40,13 @@ async def init(
     user_log_level: int | str | None = None,
     **flyte_options: Any,
 ) -> None:
-    """Set up this process: defaults (no config file is read) with the given project, domain, org and logging.
+    """Set up this process: defaults and `FLYTE_CELERY_*` variables (no config file is read), with the given
+    project, domain, org and logging.
 
     Flyte's remote options (endpoint, api_key, storage, images, ...) are accepted and ignored: the cluster is
     configured through `init_from_config` or `FLYTE_CELERY_*` variables.
     """
-    settings = Settings()
+    settings = _config_loader.load_settings(discover=False)
     _install(_with_overrides(settings, org=org, project=project, domain=domain))
     if log_level is not None or log_format is not None or reset_root_logger or user_log_level is not None:
         configure_logging(log_level, log_format or "console", reset_root_logger, user_level=user_log_level)  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from flyte_celery._celery.controller import CeleryController, action_message
 from flyte_celery._celery.envelope import HEADER, Envelope, RunContextMessage, celery_task_id
 from flyte_celery._celery.keys import BUNDLE_TTL_S, ENQUEUED_TTL_S, RUN_TTL_S, Keys
 from flyte_celery._celery.outcome import Outcome, decode_outcome
-from flyte_celery._celery.runtime import ENTRY_TASK, Runtime, identity_repr, inputs_repr
+from flyte_celery._celery.runtime import ENTRY_TASK, Runtime, identity_repr, inputs_repr, text_of
 from flyte_celery._celery.signing import sign, signing_key
 from flyte_celery._config_model import Settings
 from flyte_celery._context import ROOT_ACTION_NAME
@@ -267,8 +267,4 @@ def find_run(name: str) -> RemoteRunBackend | None:
         return None
     outputs = json.loads(record.get(b"outputs", b"[]"))
     base_dir = record.get(b"run_base_dir", b"")
-    return RemoteRunBackend(name, settings, tuple(outputs), run_base_dir=_text(base_dir))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return RemoteRunBackend(name, settings, tuple(outputs), run_base_dir=text_of(base_dir))

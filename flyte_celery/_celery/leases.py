@@ -22,7 +22,7 @@ from celery import Celery
 
 from flyte_celery._celery.envelope import HEADER, celery_task_id, decode_envelope
 from flyte_celery._celery.keys import LEASE_REFRESH_S, LEASE_TTL_S, SWEEP_INTERVAL_S, Keys, lease_member
-from flyte_celery._celery.runtime import ENTRY_TASK
+from flyte_celery._celery.runtime import ENTRY_TASK, text_of
 from flyte_celery._context import ROOT_ACTION_NAME
 from flyte_celery._logging import system_logger
 
@@ -85,7 +85,7 @@ class LeaseKeeper:
         expired = self.client.zrangebyscore(self.keys.leases, "-inf", time.time(), start=0, num=MAX_SWEPT_PER_ROUND)
         taken = 0
         for raw_member in expired:
-            member = raw_member.decode() if isinstance(raw_member, bytes) else str(raw_member)
+            member = text_of(raw_member)
             if not self.client.zrem(self.keys.leases, member):
                 continue  # another sweeper claimed it
             run, _, action = member.rpartition(":")

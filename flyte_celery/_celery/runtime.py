@@ -99,8 +99,8 @@ class Runtime:
                 continue
             if message is None:
                 continue
-            channel = _text(message["channel"])
-            data = _text(message["data"])
+            channel = text_of(message["channel"])
+            data = text_of(message["data"])
             if channel == self.keys.abort_channel:
                 for callback in self.on_abort:
                     callback(data)
@@ -270,7 +270,8 @@ class Runtime:
             self._bundle_of[id(task)] = digest
 
 
-def _text(value: Any) -> str:
+def text_of(value: Any) -> str:
+    """A Redis reply (bytes or str) as text."""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 

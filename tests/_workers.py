@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,3 +111,24 @@ def wait_exit(worker: Worker, deadline_s: float) -> int:
             return code
         time.sleep(0.05)
     raise AssertionError(f"worker {worker.name} still running after {deadline_s}s:\n{worker.log()[-2000:]}")
+
+
+@contextmanager
+def cluster_in_use(factory: WorkerFactory) -> Iterator[WorkerFactory]:
+    """Points this process at the factory's cluster (environment + `init_from_config()`); stops its workers and
+    restores the environment afterwards."""
+    import flyte_celery as flyte
+
+    saved = {key: os.environ.get(key) for key in factory.env}
+    os.environ.update(factory.env)
+    flyte.init_from_config()
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        flyte.init()

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 
 import pytest
 
 from tests._services import claim_redis_db, ensure_redis, redis_base_url, release_redis_db
-from tests._workers import WorkerFactory
+from tests._workers import WorkerFactory, cluster_in_use
 
 
 @pytest.fixture(scope="session")
@@ -43,20 +42,6 @@ def worker_factory(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     The test process is pointed at the same cluster (environment + `flyte.init_from_config()`); every worker is
     stopped afterwards.
     """
-    import flyte_celery as flyte
-
     queue = f"test-{secrets.token_hex(4)}"
-    factory = WorkerFactory(redis_url, redis_url, queue, tmp_path_factory.mktemp(queue))
-    saved = {key: os.environ.get(key) for key in factory.env}
-    os.environ.update(factory.env)
-    flyte.init_from_config()
-    try:
+    with cluster_in_use(WorkerFactory(redis_url, redis_url, queue, tmp_path_factory.mktemp(queue))) as factory:
         yield factory
-    finally:
-        factory.stop_all()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        flyte.init()

@@ -3,7 +3,6 @@ Redis. The server is started if it is down; an unreachable one fails the tests, 
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 
 import flyte_celery as flyte
-from tests._workers import WorkerFactory
+from tests._workers import WorkerFactory, cluster_in_use
 from tests.integration._rabbitmq import delete_queue, ensure_rabbitmq
 from tests.integration.programs import remote_tasks, trees
 
@@ -25,20 +24,10 @@ def rabbit_factory(
     """Like `worker_factory`, with the broker on RabbitMQ: workers and this process use AMQP and the test Redis DB."""
     broker = ensure_rabbitmq()
     queue = f"test-amqp-{secrets.token_hex(4)}"
-    factory = WorkerFactory(broker, redis_url, queue, tmp_path_factory.mktemp(queue))
-    saved = {key: os.environ.get(key) for key in factory.env}
-    os.environ.update(factory.env)
-    flyte.init_from_config()
     try:
-        yield factory
+        with cluster_in_use(WorkerFactory(broker, redis_url, queue, tmp_path_factory.mktemp(queue))) as factory:
+            yield factory
     finally:
-        factory.stop_all()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        flyte.init()
         delete_queue(broker, queue)
 
 

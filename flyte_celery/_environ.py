@@ -97,8 +97,10 @@ _action_vars: ContextVar[Mapping[str, str] | None] = ContextVar("flyte_celery_ac
 class ContextEnviron(MutableMapping[str, str]):
     """`os.environ` as the current action sees it: its env_vars over the process environment.
 
-    Writes go to the real environment. Child processes started with the inherited environment do not see an
-    action's variables: pass `env=dict(os.environ)` to hand them over.
+    Writes go to the real environment; writing or deleting one of the action's own variables also drops it from
+    the action's view, so the action then sees what it wrote. Child processes started with the inherited
+    environment do not see an action's variables: pass `env=dict(os.environ)` to hand them over. Threads see them
+    when started with the action's context (sync task bodies, `asyncio.to_thread`, `contextvars.copy_context`).
     """
 
     def __init__(self, real: MutableMapping[str, str]) -> None:
@@ -112,9 +114,14 @@ class ContextEnviron(MutableMapping[str, str]):
 
     def __setitem__(self, key: str, value: str) -> None:
         self.real[key] = value
+        _forget_action_var(key)
 
     def __delitem__(self, key: str) -> None:
-        del self.real[key]
+        had_own = _forget_action_var(key)
+        if key in self.real:
+            del self.real[key]
+        elif not had_own:
+            raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
         overlay = _action_vars.get()
@@ -130,6 +137,14 @@ class ContextEnviron(MutableMapping[str, str]):
 
     def __repr__(self) -> str:
         return f"ContextEnviron({dict(self)!r})"
+
+
+def _forget_action_var(key: str) -> bool:
+    overlay = _action_vars.get()
+    if overlay is None or key not in overlay:
+        return False
+    _action_vars.set({k: v for k, v in overlay.items() if k != key})
+    return True
 
 
 def install_context_environ() -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import os
+import site
 import sys
 import sysconfig
 import types
@@ -22,11 +24,12 @@ from typing import Any
 import cloudpickle
 
 from flyte_celery._action_call import remember_cache_version
-from flyte_celery._cache import VersionParameters
+from flyte_celery._cache import FunctionBodyPolicy, VersionParameters
 from flyte_celery._environment import Environment, TaskEnvironment
 from flyte_celery._task import TaskTemplate
 
 BUNDLE_DIGEST_CHARS = 32
+_NOT_USER_CODE = frozenset({"builtins", "typing", "abc", "enum", "collections", "dataclasses"})
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,10 @@ def collect_tasks(root: TaskTemplate[Any, Any]) -> dict[str, TaskTemplate[Any, A
             stack.extend([obj.func, *obj.args, *obj.keywords.values()])
         elif isinstance(obj, types.FunctionType):
             stack.extend(_referenced(obj))
+        elif isinstance(obj, (staticmethod, classmethod)):
+            stack.append(obj.__func__)
+        elif isinstance(obj, type) and obj.__module__ not in _NOT_USER_CODE:
+            stack.extend(vars(obj).values())  # methods of the user's classes may call tasks
         elif isinstance(obj, (list, tuple, set, frozenset)):
             stack.extend(obj)
         elif isinstance(obj, dict):
@@ -89,6 +96,7 @@ def _referenced(func: types.FunctionType) -> Iterator[Any]:
         except ValueError:  # an empty cell
             continue
     yield from (func.__defaults__ or ())
+    yield from (func.__kwdefaults__ or {}).values()
 
 
 def _code_names(code: types.CodeType) -> Iterator[str]:
@@ -106,13 +114,7 @@ def build_bundle(root: TaskTemplate[Any, Any]) -> tuple[bytes, Bundle]:
         if task.cache.is_enabled():
             versions[name] = task.cache.get_version(VersionParameters(func=task.func, image=task.image))
     bundle = Bundle(tasks, versions)
-    registered = _register_user_modules()
-    try:
-        data = cloudpickle.dumps(bundle)
-    finally:
-        for module in registered:
-            cloudpickle.unregister_pickle_by_value(module)
-    return data, bundle
+    return dumps_by_value(bundle), bundle
 
 
 def bundle_digest(data: bytes) -> str:
@@ -128,21 +130,46 @@ def load_bundle(data: bytes) -> Bundle:
 
 
 def dumps_by_value(value: Any) -> bytes:
-    """Pickle a value (inputs, outputs) so that classes from user modules travel with it."""
-    return cloudpickle.dumps(value)  # type: ignore[no-any-return]
+    """Pickle a value (a task tree, inputs) so that functions and classes of user modules travel with it."""
+    registered = _register_user_modules()
+    try:
+        return cloudpickle.dumps(value)  # type: ignore[no-any-return]
+    finally:
+        for module in registered:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
+def code_version(bundle: Bundle) -> str:
+    """A version of the bundle's code that is the same in every process: from each task's source (its AST), not
+    from the pickle bytes, which vary with hash seeds."""
+    policy = FunctionBodyPolicy()
+    parts = sorted(
+        f"{name}={policy.get_version('', VersionParameters(func=t.func))}" for name, t in bundle.tasks.items()
+    )
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:BUNDLE_DIGEST_CHARS]
 
 
 _INSTALLED_ROOTS = tuple(
     str(Path(p).resolve())
-    for p in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], sysconfig.get_paths()["stdlib"]}
+    for p in {
+        *(sysconfig.get_paths()[key] for key in ("purelib", "platlib", "stdlib", "platstdlib")),
+        *site.getsitepackages(),
+        site.getusersitepackages(),
+        *(p for p in sys.path if p.rstrip("/").endswith(("site-packages", "dist-packages"))),
+    }
 )
 
 
+_user_modules: tuple[int, list[types.ModuleType]] = (-1, [])
+
+
 def _register_user_modules() -> list[types.ModuleType]:
-    # Every loaded user module, as Flyte's "loaded_modules" copy style: helpers imported by task modules travel too.
+    """Register every loaded user module for pickling by value (as Flyte's "loaded_modules" copy style: helpers
+    imported by task modules travel too); returns those this call registered, leaving the user's own alone."""
+    already = set(cloudpickle.list_registry_pickle_by_value())
     registered = []
-    for name, module in list(sys.modules.items()):
-        if module is None or name == "__main__" or not is_user_module(module):
+    for module in _loaded_user_modules():
+        if module.__name__ in already:
             continue
         try:
             cloudpickle.register_pickle_by_value(module)
@@ -152,10 +179,23 @@ def _register_user_modules() -> list[types.ModuleType]:
     return registered
 
 
+def _loaded_user_modules() -> list[types.ModuleType]:
+    global _user_modules
+    count, modules = _user_modules
+    if count != len(sys.modules):  # recomputed only when modules were imported since
+        modules = [
+            module
+            for name, module in list(sys.modules.items())
+            if module is not None and name != "__main__" and is_user_module(module)
+        ]
+        _user_modules = (len(sys.modules), modules)
+    return modules
+
+
 def is_user_module(module: types.ModuleType) -> bool:
     """True for a module of the user's own code: a file outside site-packages, the stdlib and flyte_celery."""
     file = getattr(module, "__file__", None)
     if not file or module.__name__.split(".")[0] == "flyte_celery":
         return False
     path = str(Path(file).resolve())
-    return not path.startswith(_INSTALLED_ROOTS)
+    return not any(path == root or path.startswith(root + os.sep) for root in _INSTALLED_ROOTS)

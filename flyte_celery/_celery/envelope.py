@@ -53,6 +53,7 @@ class RunContextMessage(_Model):
     max_action_concurrency: int | None = None
     run_start_time: datetime | None = None
     interactive_mode: bool = False
+    preserve_original_types: bool = False
 
     @classmethod
     def from_spec(cls, spec: RunSpec) -> RunContextMessage:
@@ -112,7 +113,9 @@ class Envelope(_Model):
         )
 
     def encode(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_defaults=True)
+        encoded = self.model_dump(mode="json", exclude_defaults=True)
+        encoded["v"] = SCHEMA_VERSION  # always written: a later worker must be able to tell this version apart
+        return encoded
 
 
 def celery_task_id(run: str, action: str) -> str:
@@ -129,7 +132,7 @@ def decode_envelope(raw: object) -> Envelope:
     if not isinstance(raw, dict):
         raise MessageDecodeError(f"header {HEADER!r} is missing or not an object", field=HEADER, raw=_raw(raw))
     version = raw.get("v", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise MessageDecodeError(
             f"unknown envelope schema version {version!r} (this worker knows {SCHEMA_VERSION}): upgrade the worker",
             field="v",

@@ -16,7 +16,7 @@ from celery import Celery
 from flyte_celery._action_call import prepare_root_call
 from flyte_celery._cache.redis_store import RedisCacheStore
 from flyte_celery._celery.app import make_app
-from flyte_celery._celery.bundle import build_bundle, bundle_digest, dumps_by_value
+from flyte_celery._celery.bundle import build_bundle, bundle_digest, code_version, dumps_by_value
 from flyte_celery._celery.controller import CeleryController, action_message
 from flyte_celery._celery.envelope import HEADER, Envelope, RunContextMessage, celery_task_id
 from flyte_celery._celery.keys import BUNDLE_TTL_S, ENQUEUED_TTL_S, RUN_TTL_S, Keys
@@ -83,9 +83,9 @@ def _launch_remote(
     key = _key(settings)
     client = redis.Redis.from_url(settings.redis_url_resolved())
     try:
-        data, _ = build_bundle(task)
+        data, bundle = build_bundle(task)
         digest = bundle_digest(data)
-        spec = dataclasses.replace(spec, version=spec.version or digest)
+        spec = dataclasses.replace(spec, version=spec.version or code_version(bundle))
         call = prepare_root_call(spec, task, args, kwargs, ROOT_ACTION_NAME)
         inputs = sign(key, dumps_by_value(call.inputs))
         client.set(keys.bundle(digest), sign(key, data), ex=BUNDLE_TTL_S)
@@ -154,7 +154,7 @@ async def _launch_hybrid(
     store = RedisCacheStore(settings.redis_url_resolved(), prefix=settings.redis.key_prefix)
     try:
         digest = await runtime.bundle_for(task)
-        spec = dataclasses.replace(spec, version=spec.version or digest)
+        spec = dataclasses.replace(spec, version=spec.version or code_version(await runtime.load_bundle(digest)))
         client = redis.Redis.from_url(settings.redis_url_resolved())
         try:
             _create_run_record(client, runtime.keys, spec, task, digest)

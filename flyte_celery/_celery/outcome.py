@@ -40,7 +40,17 @@ def encode_outcome(key: bytes, outcome: Outcome, what: str) -> bytes:
 
 
 def decode_outcome(key: bytes, blob: bytes, what: str) -> Outcome:
-    outcome = cloudpickle.loads(verify(key, blob, what))
+    """The outcome in `blob`; one that cannot be loaded here becomes an explicit error naming `what`.
+
+    Raises:
+        UnsafePayloadError: If the blob's signature is wrong.
+    """
+    data = verify(key, blob, what)
+    try:
+        outcome = cloudpickle.loads(data)
+    except Exception as exc:
+        message = f"{what} cannot be loaded in this process ({type(exc).__name__}: {exc})"
+        return Outcome(error=RuntimeSystemError("UnloadableResult", message))
     if not isinstance(outcome, Outcome):
         raise RuntimeSystemError("BadOutcome", f"{what} holds a {type(outcome).__name__}, not an outcome")
     return outcome

@@ -19,7 +19,7 @@ from flyte_celery._celery.app import make_app
 from flyte_celery._celery.bundle import build_bundle, bundle_digest, code_version, dumps_by_value
 from flyte_celery._celery.controller import CeleryController, action_message
 from flyte_celery._celery.envelope import HEADER, Envelope, RunContextMessage, celery_task_id
-from flyte_celery._celery.keys import BUNDLE_TTL_S, ENQUEUED_TTL_S, RUN_TTL_S, Keys
+from flyte_celery._celery.keys import BUNDLE_TTL_S, ENQUEUED_TTL_S, RUN_TTL_S, Keys, lease_member
 from flyte_celery._celery.outcome import Outcome, decode_outcome
 from flyte_celery._celery.runtime import ENTRY_TASK, Runtime, identity_repr, inputs_repr, text_of
 from flyte_celery._celery.signing import sign, signing_key
@@ -196,21 +196,19 @@ class RemoteRunBackend:
         root_page = f"{flower.rstrip('/')}/task/{celery_task_id(name, ROOT_ACTION_NAME)}" if flower else ""
         self.url = root_page or run_base_dir
 
-    def _outcome_now(self) -> Outcome | None:
+    def phase(self) -> ActionPhase:
+        """Terminal once the root has a result; running while it holds a lease (a worker has it); else queued."""
         client = redis.Redis.from_url(self.settings.redis_url_resolved())
         try:
-            blob = client.get(self.keys.result(self.name, ROOT_ACTION_NAME))
+            with client.pipeline(transaction=False) as pipe:
+                pipe.get(self.keys.result(self.name, ROOT_ACTION_NAME))
+                pipe.zscore(self.keys.leases, lease_member(self.name, ROOT_ACTION_NAME))
+                blob, lease = pipe.execute()
         finally:
             client.close()
-        if blob is None:
-            return None
-        return decode_outcome(_key(self.settings), cast(bytes, blob), f"result of run {self.name}")
-
-    def phase(self) -> ActionPhase:
-        outcome = self._outcome_now()
-        if outcome is None:
-            return ActionPhase.RUNNING
-        return phase_of(outcome)
+        if blob is not None:
+            return phase_of(decode_outcome(_key(self.settings), cast(bytes, blob), f"result of run {self.name}"))
+        return ActionPhase.RUNNING if lease is not None else ActionPhase.QUEUED
 
     async def wait(self, timeout: float | None) -> ActionPhase:
         try:

@@ -6,10 +6,12 @@ import asyncio
 import importlib
 from collections.abc import Sequence
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from flyte_celery._syncify import syncify
 from flyte_celery.errors import RunNotFoundError
+
+PHASE_POLL_INTERVAL_S = 0.1
 
 
 class ActionPhase(str, Enum):
@@ -111,8 +113,18 @@ class Run:
         return self.phase.is_terminal
 
     @syncify
-    async def wait(self, timeout: float | None = None, quiet: bool = True) -> ActionPhase:
-        """Wait until the run is terminal (or `timeout` seconds pass) and return its phase; never raises on failure."""
+    async def wait(
+        self, timeout: float | None = None, quiet: bool = True, wait_for: Literal["terminal", "running"] = "terminal"
+    ) -> ActionPhase:
+        """Wait until the run is terminal (or, with `wait_for="running"`, has started), or `timeout` seconds pass;
+        returns its phase and never raises on failure."""
+        if wait_for == "running":
+            deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+            while (phase := self.phase) == ActionPhase.QUEUED:
+                if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+                    break
+                await asyncio.sleep(PHASE_POLL_INTERVAL_S)
+            return phase
         return await self._backend.wait(timeout)
 
     @syncify

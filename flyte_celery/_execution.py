@@ -7,11 +7,8 @@ the actions they receive, the hybrid client for its root. Only where the body ru
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import threading
 import time
 import traceback
-from collections.abc import Callable
 from typing import Any
 
 from flyte_celery._action_call import ActionCall
@@ -21,6 +18,7 @@ from flyte_celery._context import Frame, enter_frame, leave_frame
 from flyte_celery._controllers.base import Controller
 from flyte_celery._logging import system_logger
 from flyte_celery._run_spec import RunSpec
+from flyte_celery._sync_bodies import run_in_thread
 from flyte_celery._values import copy_value, dumps_value, loads_value
 from flyte_celery.errors import (
     BaseRuntimeError,
@@ -28,6 +26,7 @@ from flyte_celery.errors import (
     MaxRuntimeExceededError,
     NonRecoverableError,
     RuntimeUserError,
+    TaskTimeoutError,
 )
 
 SERIALIZED_WAIT_TIMEOUT_S = 24 * 3600.0
@@ -132,8 +131,16 @@ async def run_attempt(
     try:
         inputs = copy_value(call.inputs, what=f"inputs of task {task.name!r}")
         token = enter_frame(frame)
-        body = task.func(**inputs) if task.is_async else run_in_thread(task.func, inputs)
-        result = await (_bounded(body, limit, call, by_deadline) if limit is not None else body)
+        if task.is_async:
+            body, interrupt = task.func(**inputs), None
+        else:
+            body, interrupt = run_in_thread(task.func, inputs)
+        try:
+            result = await (_bounded(body, limit, call, by_deadline) if limit is not None else body)
+        except (TaskTimeoutError, asyncio.CancelledError):
+            if interrupt is not None:
+                interrupt()  # the sync body stops too, instead of running on unobserved
+            raise
         return copy_value(result, what=f"output of task {task.name!r}")
     except BaseRuntimeError as err:
         raise _located(err, call) from None
@@ -171,35 +178,3 @@ async def _bounded(awaitable: Any, limit: float, call: ActionCall, by_deadline: 
             raise DeadlineExceededError(f"{where} exceeded its deadline of {call.task.timeout.deadline_s:g}s")
         raise MaxRuntimeExceededError(f"{where} exceeded its max runtime of {limit:g}s")
     return task.result()
-
-
-def run_in_thread(func: Callable[..., Any], inputs: dict[str, Any]) -> asyncio.Future[Any]:
-    """Run a sync task body on its own thread (never a bounded pool: sync parents block while children run)."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-    context = contextvars.copy_context()
-
-    def settle(value: Any, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
-
-    def body() -> None:
-        value: Any = None
-        error: BaseException | None = None
-        try:
-            value = context.run(func, **inputs)
-        except BaseException as exc:
-            error = exc
-        if loop.is_closed():
-            return  # a body that outlived its timeout and its run: nobody is waiting any more
-        try:
-            loop.call_soon_threadsafe(settle, value, error)
-        except RuntimeError:
-            pass  # the loop closed between the check and the call
-
-    threading.Thread(target=body, name=f"flyte-celery-sync-{func.__name__}", daemon=True).start()
-    return future

@@ -121,7 +121,12 @@ class Runtime:
             result, must_publish = await self._attach_batched(run, action)
             if result is None:
                 if must_publish and publication is not None:
-                    await self.publish(publication)
+                    try:
+                        await self.publish(publication)
+                    except BaseException:
+                        # Not published after all: let the next attempt (a retry, a take-over) publish it.
+                        await self.redis.delete(self.keys.enqueued(run, action))
+                        raise
                 if release is not None:
                     release()
                 await future

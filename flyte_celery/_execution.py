@@ -30,7 +30,7 @@ from flyte_celery.errors import (
 )
 
 SERIALIZED_WAIT_TIMEOUT_S = 24 * 3600.0
-SERIALIZED_RESERVATION_TTL_S = 60.0
+SERIALIZED_RESERVATION_TTL_S = 60.0  # renewed every third of it while the owner runs
 
 
 async def execute_action(call: ActionCall, run: RunSpec, controller: Controller, store: CacheStore | None) -> Any:
@@ -50,21 +50,33 @@ async def execute_action(call: ActionCall, run: RunSpec, controller: Controller,
         if hit is not None:
             return hit[0]
     owner = f"{run.name}/{call.action.name}"
-    reserved = False
+    heartbeat: asyncio.Task[None] | None = None
     if call.task.cache.serialize and call.read_cache:
-        reserved = await store.reserve(key, owner, SERIALIZED_RESERVATION_TTL_S)
-        if not reserved:
+        while not await store.reserve(key, owner, SERIALIZED_RESERVATION_TTL_S):
             waited = await store.wait_for(key, SERIALIZED_WAIT_TIMEOUT_S)
             payload = decode_entry(waited, None) if waited is not None else None
             if payload is not None:
                 return loads_value(payload)
+            # Released without a result (the owner failed) or the owner vanished: try to take it over.
+        heartbeat = asyncio.ensure_future(_keep_reserved(store, key, owner))
     try:
         result = await run_attempts(call, run, controller)
         await store.put(key, encode_entry(dumps_value(result, what=f"output of task {call.task.name!r}")))
         return result
     finally:
-        if reserved:
+        if heartbeat is not None:
+            heartbeat.cancel()
             await store.release(key, owner)
+
+
+async def _keep_reserved(store: CacheStore, key: str, owner: str) -> None:
+    """Renew a serialize reservation while its owner runs, however long that takes."""
+    while True:
+        await asyncio.sleep(SERIALIZED_RESERVATION_TTL_S / 3)
+        try:
+            await store.reserve(key, owner, SERIALIZED_RESERVATION_TTL_S)
+        except Exception as exc:  # a passing store error: the next beat tries again
+            system_logger.warning("could not renew the cache reservation of %s: %s", key, exc)
 
 
 async def _cached(store: CacheStore, key: str, call: ActionCall) -> tuple[Any] | None:

@@ -164,7 +164,7 @@ async def _launch_hybrid(
         call = prepare_root_call(spec, task, args, kwargs, ROOT_ACTION_NAME)
         try:
             with environ_overlay({**task.env_vars, **spec.env_vars}):
-                value = await execute_action(call, spec, controller, store if call.cache_key else None)
+                value = await _abortable(runtime, spec.name, execute_action(call, spec, controller, store))
         except BaseRuntimeError as err:
             await runtime.complete(spec.name, ROOT_ACTION_NAME, Outcome(error=err), f"task {task.name!r}")
             raise
@@ -175,6 +175,30 @@ async def _launch_hybrid(
     names = tuple(task.interface.outputs) or ("o0",)
     outputs = ActionOutputs(task.interface.output_tuple(value), names)
     return remember(CompletedRun(spec.name, spec.run_base_dir, outputs))
+
+
+async def _abortable(runtime: Runtime, run: str, work: Any) -> Any:
+    """Await `work` (the hybrid root) unless `run` is aborted meanwhile: then raise `ActionAbortedError`."""
+    root = asyncio.ensure_future(work)
+    aborted: list[str] = []
+
+    def on_abort(name: str) -> None:
+        if name == run and not root.done():
+            aborted.append(name)
+            root.cancel()
+
+    runtime.on_abort.append(on_abort)
+    runtime.hosted_runs.append(lambda: [run])
+    try:
+        return await root
+    except asyncio.CancelledError:
+        if not aborted:
+            raise
+        raise ActionAbortedError(f"run {run} was aborted") from None
+    finally:
+        runtime.on_abort.remove(on_abort)
+        if not root.done():
+            root.cancel()
 
 
 class RemoteRunBackend:
@@ -197,18 +221,22 @@ class RemoteRunBackend:
         self.url = root_page or run_base_dir
 
     def phase(self) -> ActionPhase:
-        """Terminal once the root has a result; running while it holds a lease (a worker has it); else queued."""
+        """Terminal once the root has a result; running while a worker has the root (its lease says so) or, in a
+        hybrid run, its client does; else queued."""
         client = redis.Redis.from_url(self.settings.redis_url_resolved())
         try:
             with client.pipeline(transaction=False) as pipe:
                 pipe.get(self.keys.result(self.name, ROOT_ACTION_NAME))
                 pipe.zscore(self.keys.leases, lease_member(self.name, ROOT_ACTION_NAME))
-                blob, lease = pipe.execute()
+                pipe.hget(self.keys.run(self.name), "mode")
+                blob, lease, mode = pipe.execute()
         finally:
             client.close()
         if blob is not None:
             return phase_of(decode_outcome(_key(self.settings), cast(bytes, blob), f"result of run {self.name}"))
-        return ActionPhase.RUNNING if lease is not None else ActionPhase.QUEUED
+        # A hybrid root runs in its client from the moment the run exists.
+        running = lease is not None or text_of(mode or b"") == "hybrid"
+        return ActionPhase.RUNNING if running else ActionPhase.QUEUED
 
     async def wait(self, timeout: float | None) -> ActionPhase:
         try:

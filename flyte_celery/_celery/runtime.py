@@ -36,6 +36,7 @@ ENTRY_TASK = "flyte_celery.run_action"
 MAX_REPR_CHARS = 200
 MAX_CACHED_BUNDLES = 64
 REDIS_MAX_CONNECTIONS = 32  # per process; waiters queue for a connection beyond that
+RECHECK_INTERVAL_S = 2.0  # how often waits are checked against Redis, in case a notification was missed
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class Runtime:
         self._attach = self.redis.register_script(ATTACH)
         self._complete = self.redis.register_script(COMPLETE)
         self.on_abort: list[Any] = []
+        # Callables returning the runs whose actions this process hosts (checked for aborts missed meanwhile).
+        self.hosted_runs: list[Any] = []
 
     async def start(self) -> None:
         self._pubsub = self.redis.pubsub()
@@ -88,26 +91,59 @@ class Runtime:
         await self.redis.aclose(close_connection_pool=True)  # the pool is ours: passed in, not owned by default
 
     async def _read(self) -> None:
+        # Pub/sub drops what is published while a connection is being re-established, and redis-py may reconnect
+        # silently: every RECHECK_INTERVAL_S the waits and the hosted runs are also checked against Redis itself.
+        loop = asyncio.get_running_loop()
+        next_check = loop.time() + RECHECK_INTERVAL_S
         while True:
+            message = None
             try:
-                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=RECHECK_INTERVAL_S)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 system_logger.warning("reply channel read failed (%s); resubscribing", exc)
                 await asyncio.sleep(0.1)
-                continue
-            if message is None:
-                continue
-            channel = text_of(message["channel"])
-            data = text_of(message["data"])
-            if channel == self.keys.abort_channel:
-                for callback in self.on_abort:
-                    callback(data)
-                continue
-            for future in self._waiting.pop(data, ()):
-                if not future.done():
-                    future.set_result(None)
+                next_check = 0.0
+            if message is not None:
+                self._dispatch(text_of(message["channel"]), text_of(message["data"]))
+            if loop.time() >= next_check:
+                try:
+                    await self._recheck()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    system_logger.warning("re-checking waits against Redis failed: %s", exc)
+                next_check = loop.time() + RECHECK_INTERVAL_S
+
+    def _dispatch(self, channel: str, data: str) -> None:
+        if channel == self.keys.abort_channel:
+            for callback in self.on_abort:
+                callback(data)
+            return
+        for future in self._waiting.pop(data, ()):
+            if not future.done():
+                future.set_result(None)
+
+    async def _recheck(self) -> None:
+        """Wake the waits whose action has a result, and abort the hosted runs marked aborted (missed messages)."""
+        waits = list(self._waiting)
+        runs = sorted({run for source in self.hosted_runs for run in source()})
+        if not waits and not runs:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in waits:
+                run, _, action = key.rpartition(":")
+                pipe.exists(self.keys.result(run, action))
+            for run in runs:
+                pipe.exists(self.keys.aborted(run))
+            found = await pipe.execute()
+        for key, done in zip(waits, found[: len(waits)], strict=True):
+            if done:
+                self._dispatch(self.reply_channel, key)
+        for run, aborted in zip(runs, found[len(waits) :], strict=True):
+            if aborted:
+                self._dispatch(self.keys.abort_channel, run)
 
     async def wait_for(self, run: str, action: str, publication: Publication | None, *, release: Any = None) -> Outcome:
         """The outcome of `run`/`action`, publishing its message first if nobody has yet.

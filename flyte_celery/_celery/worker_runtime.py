@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from celery import Celery
@@ -46,8 +47,8 @@ from flyte_celery.errors import (
 )
 
 T = TypeVar("T")
-RECORD_ATTEMPTS = 6
-RECORD_RETRY_DELAY_S = 0.2
+REDIS_ATTEMPTS = 6  # writes and checks a parent depends on survive a Redis hiccup of about 6 s
+REDIS_RETRY_DELAY_S = 0.2
 
 
 class ActionHost:
@@ -63,6 +64,7 @@ class ActionHost:
         self.leases: LeaseKeeper | None = None
         self.handing_off = False
         runtime.on_abort.append(self._abort_run)
+        runtime.hosted_runs.append(lambda: list(self._running))
 
     def _send_end_event(self, envelope: Envelope, outcome: Outcome, started: float, hostname: str) -> None:
         try:
@@ -90,45 +92,39 @@ class ActionHost:
         current = asyncio.current_task()
         if current is not None:
             self._running[run].add(current)
+        holds_lease = message is not None and self.leases is not None
         try:
-            finished, aborted = await self.runtime.precheck(run, action, message)
+            finished, aborted = await _with_redis_retries(
+                lambda: self.runtime.precheck(run, action, message), f"start checks of {envelope.task_id}"
+            )
             if finished:
                 return None
-            if message is not None and self.leases is not None:
+            if holds_lease and self.leases is not None:
                 self.leases.hold(run, action)
             if aborted:
                 outcome = Outcome(error=ActionAbortedError(f"run {run} was aborted before action {action} started"))
             else:
                 outcome = await self._outcome(envelope, inputs_blob, slot, mode)
-            await self._record(envelope, outcome)  # drops the lease in Redis too
-            if self.leases is not None:
-                self.leases.release(run, action)
+            what = f"task {envelope.action.task!r}"
+            # A parent waits on this write (which also drops the lease in Redis): retried through a passing hiccup.
+            await _with_redis_retries(
+                lambda: self.runtime.complete(run, action, outcome, what), f"outcome of {envelope.task_id}"
+            )
             if slot is not None and slot.released and hostname:
                 await asyncio.get_running_loop().run_in_executor(
                     None, self._send_end_event, envelope, outcome, started, hostname
                 )
             return outcome
         finally:
+            if holds_lease and self.leases is not None:
+                # Renewed no longer: if the outcome could not be written, a sweeper re-runs the action.
+                self.leases.release(run, action)
             if current is not None:
                 self._running[run].discard(current)
                 if not self._running[run]:
                     del self._running[run]
             if slot is not None:
                 slot.finish()
-
-    async def _record(self, envelope: Envelope, outcome: Outcome) -> None:
-        # A parent waits on this write: a passing Redis hiccup must not leave it waiting forever.
-        for attempt in range(RECORD_ATTEMPTS):
-            try:
-                await self.runtime.complete(
-                    envelope.run.name, envelope.action.name, outcome, f"task {envelope.action.task!r}"
-                )
-                return
-            except (RedisError, OSError) as exc:
-                if attempt + 1 == RECORD_ATTEMPTS:
-                    system_logger.error("could not record the outcome of %s: %s", envelope.task_id, exc)
-                    raise
-                await asyncio.sleep(RECORD_RETRY_DELAY_S * 2**attempt)
 
     async def _outcome(self, envelope: Envelope, inputs_blob: bytes, slot: Slot | None, mode: Mode) -> Outcome:
         try:
@@ -186,6 +182,18 @@ def _run_log_overrides() -> LogOverrides | None:
     if run.log_level is None and run.user_log_level is None and run.log_format is None:
         return None
     return run.log_level, run.user_log_level, run.log_format
+
+
+async def _with_redis_retries(operation: Callable[[], Awaitable[T]], what: str) -> T:
+    for attempt in range(REDIS_ATTEMPTS):
+        try:
+            return await operation()
+        except (RedisError, OSError) as exc:
+            if attempt + 1 == REDIS_ATTEMPTS:
+                system_logger.error("gave up on the %s: %s", what, exc)
+                raise
+            await asyncio.sleep(REDIS_RETRY_DELAY_S * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _check_queued_time(envelope: Envelope, limit_s: float | None) -> None:

@@ -3,7 +3,6 @@ the `TaskContext` it will run with. Shared by every controller, so names and key
 
 from __future__ import annotations
 
-import dataclasses
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,10 +95,6 @@ def prepare_root_call(
         interactive_mode=run.interactive_mode,
     )
     return ActionCall(task, inputs, context, key, not run.overwrite_cache)
-
-
-def with_mode(call: ActionCall, mode: Mode) -> ActionCall:
-    return dataclasses.replace(call, context=call.context.replace(mode=mode))
 
 
 def _cache_key(

@@ -39,14 +39,15 @@ from flyte_celery.errors import (
     TaskTimeoutError,
 )
 
-_apps: dict[int, Celery] = {}
+_apps: dict[int, tuple[Settings, Celery]] = {}
 
 
 def client_app(settings: Settings) -> Celery:
-    app = _apps.get(id(settings))
-    if app is None:
-        app = _apps[id(settings)] = make_app(settings)
-    return app
+    # Keyed by identity (settings hold a dict, so they do not hash); the stored object guards against a reused id.
+    cached = _apps.get(id(settings))
+    if cached is None or cached[0] is not settings:
+        cached = _apps[id(settings)] = (settings, make_app(settings))
+    return cached[1]
 
 
 def _key(settings: Settings) -> bytes:

@@ -19,12 +19,16 @@ import flyte_celery as flyte
 from tests._services import claim_redis_db, ensure_redis, redis_base_url, release_redis_db, wait_until
 from tests._workers import WorkerFactory
 
-# The next step adds "remote" and "hybrid"; nothing else in the suite changes. Those modes need the test process
-# pointed at a cluster (see `tests/_workers.py`) whose workers have 4 slots or more in all: leaves hold their slot,
-# and the concurrency tests have 3 children meet at a barrier and 20 children nap at once.
+# The Celery modes point the test process at the session's cluster (`behaviour_cluster`, see `tests/_workers.py`).
 MODES: tuple[str, ...] = ("local", "remote", "hybrid")
-# Slots of the session's worker: leaves hold theirs, and the concurrency tests need 4 running at once.
+# Slots of the session's worker. Leaves hold theirs while running, so at most this many run at once; the
+# concurrency tests have exactly this many children meet.
 CLUSTER_CONCURRENCY = 4
+# Every key of the Redis cache store starts with this, in the old layout (`flyte_celery:cache:<key>`,
+# `flyte_celery:cache-lock:<key>`) and the new one (`flyte_celery:cache:{<key>}`, ...). A SCAN pattern.
+CACHE_KEY_PATTERN = "flyte_celery:cache*"
+# Keys asked for per SCAN step and deleted per DEL.
+CACHE_PURGE_BATCH = 500
 # How long the runner waits for a run of a Celery mode to end.
 RUN_DEADLINE_S = 60.0
 
@@ -62,11 +66,12 @@ def behaviour_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Work
 def isolated_settings(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    """Settings read afresh from config and environment, with a local cache of this test's own.
+    """Settings read afresh from config and environment, and an empty cache for this test.
 
-    The settings are left in place after the test: they point into pytest's temporary directory, never at the
-    user's `~/.flyte-celery` cache. (The Celery modes keep cache entries in Redis; the caching tests use inputs and
-    tokens that do not depend on a fresh cache, but a Redis DB emptied per test keeps them independent.)
+    Local mode gets a cache file of this test's own. The Celery modes share the session's cluster and its Redis
+    DB, so every cache key there is deleted first (run records and bundles are kept: the worker is shared); tests
+    run one at a time, so no test reads an entry another one wrote. The settings are left in place after the test:
+    they point into pytest's temporary directory, never at the user's `~/.flyte-celery` cache.
     """
     cache_path = tmp_path_factory.mktemp("cache") / "cache.db"
     monkeypatch.setenv("FLYTE_CELERY_LOCAL_CACHE_PATH", str(cache_path))
@@ -74,8 +79,41 @@ def isolated_settings(
         cluster: WorkerFactory = request.getfixturevalue("behaviour_cluster")
         for key, value in cluster.env.items():
             monkeypatch.setenv(key, value)
+        purge_cache_keys(cluster.redis_url)
     flyte.init_from_config()
     return cache_path
+
+
+def cache_keys(redis_url: str) -> list[bytes]:
+    """Every cache key in the Redis DB at `redis_url`."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return list(client.scan_iter(match=CACHE_KEY_PATTERN, count=CACHE_PURGE_BATCH))
+    finally:
+        client.close()
+
+
+def purge_cache_keys(redis_url: str) -> int:
+    """Delete every cache key in the Redis DB at `redis_url`, in batches found by SCAN; returns how many."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    deleted = 0
+    batch: list[bytes] = []
+    try:
+        # SCAN may return a key twice and tolerates deletes while it runs; DEL of a gone key counts nothing.
+        for key in client.scan_iter(match=CACHE_KEY_PATTERN, count=CACHE_PURGE_BATCH):
+            batch.append(key)
+            if len(batch) == CACHE_PURGE_BATCH:
+                deleted += client.delete(*batch)
+                batch.clear()
+        if batch:
+            deleted += client.delete(*batch)
+    finally:
+        client.close()
+    return deleted
 
 
 @pytest.fixture

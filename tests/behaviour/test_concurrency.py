@@ -1,4 +1,8 @@
-"""Fan-out: children of one parent run concurrently; `flyte.map` in sync and async tasks; concurrency bounds."""
+"""Fan-out: children of one parent run concurrently; `flyte.map` in sync and async tasks; concurrency bounds.
+
+Concurrency is counted, never timed: children report how many of them they saw in flight at once (see
+`programs/concurrency.py`), and the tests assert on those counts.
+"""
 
 from __future__ import annotations
 
@@ -7,33 +11,41 @@ from pathlib import Path
 import pytest
 
 from flyte_celery.errors import RuntimeUserError
-from tests.behaviour.conftest import Runner
+from tests.behaviour.conftest import CLUSTER_CONCURRENCY, Runner
 from tests.behaviour.programs import concurrency
 
+# Wider than the cluster's worker slots, so children of the Celery modes also queue for one.
 FAN_OUT = 20
-NAP_S = 0.2
-# 20 naps of 0.2 s take 4 s one after the other; concurrent ones take ~0.2 s. The bound is generous on purpose.
-CONCURRENT_BOUND_S = 2.0
+# How many children must be in flight at once: every slot of the cluster, as leaves hold theirs while running.
+ALL_AT_ONCE = CLUSTER_CONCURRENCY
+# A bound below ALL_AT_ONCE, and more children than it, so that the bound is what holds the rest back.
+BOUND = 2
+BOUNDED_FAN_OUT = 5
 
 
 @pytest.mark.parametrize(
     "task",
-    [concurrency.gather_naps, concurrency.create_task_naps, concurrency.as_completed_naps],
+    [concurrency.gather_probes, concurrency.create_task_probes, concurrency.as_completed_probes],
     ids=["gather", "create_task", "as_completed"],
 )
-def test_children_run_concurrently(runner: Runner, task: object) -> None:
-    seen = runner(task, FAN_OUT, NAP_S).outputs()[0]
+def test_children_run_concurrently(runner: Runner, task: object, tmp_path: Path) -> None:
+    seen = runner(task, str(tmp_path), FAN_OUT, ALL_AT_ONCE).outputs()[0]
 
-    assert sorted(seen["results"]) == list(range(FAN_OUT))
-    assert seen["elapsed"] < CONCURRENT_BOUND_S
+    assert len(seen) == FAN_OUT
+    assert max(seen) >= ALL_AT_ONCE, seen  # local mode may run all of them at once
 
 
-def test_gather_keeps_the_argument_order(runner: Runner) -> None:
-    assert runner(concurrency.gather_naps, 5, 0.0).outputs()[0]["results"] == [0, 1, 2, 3, 4]
+def test_gather_keeps_the_argument_order(runner: Runner, tmp_path: Path) -> None:
+    # The children finish last-to-first, so results in completion order would come back reversed.
+    seen = runner(concurrency.gather_finishing_in_reverse, str(tmp_path), ALL_AT_ONCE).outputs()[0]
+
+    assert seen == list(range(ALL_AT_ONCE))
 
 
 def test_gathered_children_all_run_at_once(runner: Runner, tmp_path: Path) -> None:
-    assert runner(concurrency.gather_probes, str(tmp_path), 3).outputs()[0] == [3, 3, 3]
+    seen = runner(concurrency.gather_probes, str(tmp_path), ALL_AT_ONCE, ALL_AT_ONCE).outputs()[0]
+
+    assert seen == [ALL_AT_ONCE] * ALL_AT_ONCE
 
 
 def test_gather_with_return_exceptions_yields_the_childs_error(runner: Runner) -> None:
@@ -87,16 +99,21 @@ def test_blocking_map_from_async_code_is_refused(runner: Runner) -> None:
 
 @pytest.mark.parametrize("task", [concurrency.map_sync_bounded, concurrency.map_async_bounded], ids=["sync", "aio"])
 def test_map_concurrency_bounds_running_children(runner: Runner, task: object, tmp_path: Path) -> None:
-    seen = runner(task, str(tmp_path), 5, 2).outputs()[0]
+    seen = runner(task, str(tmp_path), BOUNDED_FAN_OUT, BOUND).outputs()[0]
 
-    assert max(seen) == 2, seen
+    assert len(seen) == BOUNDED_FAN_OUT
+    assert max(seen) == BOUND, seen
 
 
 def test_map_without_a_bound_runs_children_concurrently(runner: Runner, tmp_path: Path) -> None:
-    assert runner(concurrency.map_async_unbounded, str(tmp_path), 3).outputs()[0] == [3, 3, 3]
+    seen = runner(concurrency.map_async_unbounded, str(tmp_path), ALL_AT_ONCE).outputs()[0]
+
+    assert seen == [ALL_AT_ONCE] * ALL_AT_ONCE
 
 
 def test_max_action_concurrency_bounds_a_parents_children(runner: Runner, tmp_path: Path) -> None:
-    seen = runner(concurrency.probes_under_run_bound, str(tmp_path), 4, 2, max_action_concurrency=2).outputs()[0]
+    run_bound = {"max_action_concurrency": BOUND}
+    seen = runner(concurrency.probes_under_run_bound, str(tmp_path), BOUNDED_FAN_OUT, BOUND, **run_bound).outputs()[0]
 
-    assert max(seen) == 2, seen
+    assert len(seen) == BOUNDED_FAN_OUT
+    assert max(seen) == BOUND, seen

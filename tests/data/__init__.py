@@ -1,0 +1,1 @@
+"""Data the tests compare against, kept apart from the tests that read it."""

@@ -13,6 +13,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from flyte_celery._logging import DEFAULT_LOG_LEVEL, LogFormat, parse_log_level
+from flyte_celery._urls import redact
 
 Mode = Literal["local", "remote", "hybrid"]
 CacheLookupScope = Literal["global", "project-domain"]
@@ -24,6 +25,7 @@ REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 HOME_DIR_NAME = ".flyte-celery"
 LOCAL_CACHE_RELATIVE_PATH = Path("local-cache") / "cache.db"
 TEMP_DIR_NAME = "flyte-celery"
+DAY_S = 24 * 3600
 
 
 class _Section(BaseModel):
@@ -106,9 +108,36 @@ class RedisSettings(_Section):
 
 
 class SecuritySettings(_Section):
-    """Signing of payload blobs; the key is a `SecretStr` so it never shows in reprs or logs."""
+    """Keys that seal what crosses Redis, the broker and caches; `SecretStr`s, so they never show in reprs or logs."""
 
     signing_key: Optional[SecretStr] = None
+    accepted_keys: list[SecretStr] = Field(default_factory=list)
+
+    @field_validator("accepted_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        # From an environment variable the list is one comma-separated string; an empty one means none.
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+class RetentionSettings(_Section):
+    """How long Redis keeps what runs leave behind (every key has a TTL; see `_celery/keys.py`)."""
+
+    results_s: int = Field(default=7 * DAY_S, ge=60)
+    runs_s: int = Field(default=30 * DAY_S, ge=60)
+    dead_letters: int = Field(default=1000, ge=0)
+    dead_letters_s: int = Field(default=7 * DAY_S, ge=60)
+
+
+class CacheSettings(_Section):
+    """Bounds of the task output cache (Redis in the Celery modes, SQLite in local mode)."""
+
+    max_age_s: Optional[int] = Field(default=30 * DAY_S, ge=1)
+    max_entry_bytes: Optional[int] = Field(default=64 * 1024 * 1024, ge=0)
 
 
 class FlowerSettings(_Section):
@@ -139,6 +168,8 @@ class Settings(BaseModel):
     broker: BrokerSettings = BrokerSettings()
     redis: RedisSettings = RedisSettings()
     security: SecuritySettings = SecuritySettings()
+    retention: RetentionSettings = RetentionSettings()
+    cache: CacheSettings = CacheSettings()
     flower: FlowerSettings = FlowerSettings()
     worker: WorkerSettings = WorkerSettings()
     celery: dict[str, Any] = Field(default_factory=dict)
@@ -158,7 +189,7 @@ class Settings(BaseModel):
 
         where = f" (config file: {self.source})" if self.source else ""
         raise ConfigError(
-            f"redis.url is required when the broker is not Redis: broker.url is {_redact_url(self.broker.url)!r}"
+            f"redis.url is required when the broker is not Redis: broker.url is {redact(self.broker.url)!r}"
             f"{where}. Set redis.url (or FLYTE_CELERY_REDIS_URL) to a redis://, rediss:// or unix:// URL.",
             key="redis.url",
         )
@@ -176,11 +207,3 @@ class Settings(BaseModel):
         if base is not None:
             return base / LOCAL_CACHE_RELATIVE_PATH
         return Path.home() / HOME_DIR_NAME / LOCAL_CACHE_RELATIVE_PATH
-
-
-def _redact_url(url: str) -> str:
-    # Keep the scheme and host readable without leaking a password into an error message.
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"

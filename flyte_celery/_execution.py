@@ -12,12 +12,12 @@ import traceback
 from typing import Any
 
 from flyte_celery._action_call import ActionCall
-from flyte_celery._cache import CacheStore
-from flyte_celery._cache.entry import decode_entry, encode_entry
+from flyte_celery._cache.sealed import SealedCache
 from flyte_celery._context import Frame, enter_frame, leave_frame
 from flyte_celery._controllers.base import Controller
 from flyte_celery._logging import system_logger
 from flyte_celery._run_spec import RunSpec
+from flyte_celery._signing import Authenticated
 from flyte_celery._sync_bodies import run_in_thread
 from flyte_celery._values import copy_value, dumps_value, loads_value
 from flyte_celery.errors import (
@@ -33,7 +33,7 @@ SERIALIZED_WAIT_TIMEOUT_S = 24 * 3600.0
 SERIALIZED_RESERVATION_TTL_S = 60.0  # renewed every third of it while the owner runs
 
 
-async def execute_action(call: ActionCall, run: RunSpec, controller: Controller, store: CacheStore | None) -> Any:
+async def execute_action(call: ActionCall, run: RunSpec, controller: Controller, cache: SealedCache | None) -> Any:
     """Run `call` to a native result, reusing or filling the cache as the run allows.
 
     Raises:
@@ -41,49 +41,48 @@ async def execute_action(call: ActionCall, run: RunSpec, controller: Controller,
             code "E" and the traceback text attached), after retries are exhausted.
     """
     key = call.cache_key
-    if key is None or store is None:
+    if key is None or cache is None:
         if call.task.retries.max_attempts == 1 and call.task.timeout.deadline is None:
             return await run_attempt(call, run, controller, 0)  # the common case, one frame shallower
         return await run_attempts(call, run, controller)
     if call.read_cache:
-        hit = await _cached(store, key, call)
+        hit = _loaded(await cache.get(key, call.task.cache.max_age_delta), call)
         if hit is not None:
             return hit[0]
     owner = f"{run.name}/{call.action.name}"
     heartbeat: asyncio.Task[None] | None = None
     if call.task.cache.serialize and call.read_cache:
-        while not await store.reserve(key, owner, SERIALIZED_RESERVATION_TTL_S):
-            waited = await store.wait_for(key, SERIALIZED_WAIT_TIMEOUT_S)
-            payload = decode_entry(waited, None) if waited is not None else None
-            if payload is not None:
-                return loads_value(payload)
+        while not await cache.reserve(key, owner, SERIALIZED_RESERVATION_TTL_S):
+            waited = await cache.wait_for(key, SERIALIZED_WAIT_TIMEOUT_S, call.task.cache.max_age_delta)
+            hit = _loaded(waited, call)
+            if hit is not None:
+                return hit[0]
             # Released without a result (the owner failed) or the owner vanished: try to take it over.
-        heartbeat = asyncio.ensure_future(_keep_reserved(store, key, owner))
+        heartbeat = asyncio.ensure_future(_keep_reserved(cache, key, owner))
     try:
         result = await run_attempts(call, run, controller)
-        await store.put(key, encode_entry(dumps_value(result, what=f"output of task {call.task.name!r}")))
+        await cache.put(key, dumps_value(result, what=f"output of task {call.task.name!r}"))
         return result
     finally:
         if heartbeat is not None:
             heartbeat.cancel()
-            await store.release(key, owner)
+            await cache.release(key, owner)
 
 
-async def _keep_reserved(store: CacheStore, key: str, owner: str) -> None:
+async def _keep_reserved(cache: SealedCache, key: str, owner: str) -> None:
     """Renew a serialize reservation while its owner runs, however long that takes."""
     while True:
         await asyncio.sleep(SERIALIZED_RESERVATION_TTL_S / 3)
         try:
-            await store.reserve(key, owner, SERIALIZED_RESERVATION_TTL_S)
+            await cache.reserve(key, owner, SERIALIZED_RESERVATION_TTL_S)
         except Exception as exc:  # a passing store error: the next beat tries again
             system_logger.warning("could not renew the cache reservation of %s: %s", key, exc)
 
 
-async def _cached(store: CacheStore, key: str, call: ActionCall) -> tuple[Any] | None:
-    data = await store.get(key)
-    payload = decode_entry(data, call.task.cache.max_age_delta) if data is not None else None
+def _loaded(payload: Authenticated | None, call: ActionCall) -> tuple[Any] | None:
+    """(value,) of an authentic cache payload; None for a miss, or for an entry that no longer loads."""
     if payload is None:
-        return None  # never written, older than the task's max_age, or not an entry of ours
+        return None  # never written, older than the task's max_age, or failed its authentication
     try:
         return (loads_value(payload),)
     except Exception as exc:

@@ -80,7 +80,7 @@ class RunBackend(Protocol):
 
     async def wait(self, timeout: float | None) -> ActionPhase: ...
 
-    async def outputs(self) -> ActionOutputs: ...
+    async def outputs(self, timeout: float | None) -> ActionOutputs: ...
 
     async def abort(self, reason: str) -> None: ...
 
@@ -128,14 +128,15 @@ class Run:
         return await self._backend.wait(timeout)
 
     @syncify
-    async def outputs(self) -> ActionOutputs:
-        """The root task's outputs.
+    async def outputs(self, timeout: float | None = None) -> ActionOutputs:
+        """The root task's outputs, waiting up to `timeout` seconds (None: as long as it takes) for the run to end.
 
         Raises:
-            RuntimeError: If the run has not finished.
+            TimeoutError: If the run has not ended within `timeout`.
+            RunLostError: If the run's records disappear from Redis (e.g. it restarted empty) while waiting.
             BaseRuntimeError: The run's error, if it failed.
         """
-        return await self._backend.outputs()
+        return await self._backend.outputs(timeout)
 
     @syncify
     async def abort(self, reason: str = "aborted by user") -> None:
@@ -177,7 +178,7 @@ class CompletedRun:
         await asyncio.sleep(0)
         return ActionPhase.SUCCEEDED
 
-    async def outputs(self) -> ActionOutputs:
+    async def outputs(self, timeout: float | None) -> ActionOutputs:
         return self._outputs
 
     async def abort(self, reason: str) -> None:
@@ -199,7 +200,7 @@ class DryRun:
         await asyncio.sleep(0)
         return ActionPhase.QUEUED
 
-    async def outputs(self) -> ActionOutputs:
+    async def outputs(self, timeout: float | None) -> ActionOutputs:
         raise RuntimeError(f"run {self.name} is a dry run: nothing was executed, so it has no outputs")
 
     async def abort(self, reason: str) -> None:

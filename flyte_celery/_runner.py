@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from flyte_celery._action_call import prepare_root_call
-from flyte_celery._cache import CacheStore, SQLiteCacheStore
+from flyte_celery._cache import SQLiteCacheStore
+from flyte_celery._cache.sealed import SealedCache
 from flyte_celery._config_model import Settings
 from flyte_celery._context import ROOT_ACTION_NAME
 from flyte_celery._controllers.local import LocalController
@@ -16,6 +17,7 @@ from flyte_celery._custom_context import driver_custom_context
 from flyte_celery._environ import environ_overlay
 from flyte_celery._execution import execute_action
 from flyte_celery._init import current_settings
+from flyte_celery._keyrings import local_keyring
 from flyte_celery._logging import configure_logging
 from flyte_celery._run import CELERY_LAUNCHER, ActionOutputs, CompletedRun, DryRun, Run, remember
 from flyte_celery._run_options import UNSET, RunOptions
@@ -23,7 +25,7 @@ from flyte_celery._run_spec import RunSpec
 from flyte_celery._syncify import syncify
 from flyte_celery._task import TaskTemplate
 
-_local_stores: dict[Path, SQLiteCacheStore] = {}
+_local_caches: dict[Path, SealedCache] = {}
 
 
 class Runner:
@@ -63,12 +65,16 @@ def _configure_logging(options: RunOptions, spec: RunSpec) -> None:
     configure_logging(spec.log_level, fmt, spec.reset_root_logger, user_level=spec.user_log_level)
 
 
-def local_store(settings: Settings) -> CacheStore:
+def local_cache(settings: Settings) -> SealedCache:
+    """The local-mode cache of `settings`: one per cache file in this process."""
     path = settings.local_cache_path_resolved()
-    store = _local_stores.get(path)
-    if store is None:
-        store = _local_stores[path] = SQLiteCacheStore(path)
-    return store
+    cache = _local_caches.get(path)
+    if cache is None:
+        store = SQLiteCacheStore(path, max_age_s=settings.cache.max_age_s)
+        cache = _local_caches[path] = SealedCache(
+            store, local_keyring(settings), max_entry_bytes=settings.cache.max_entry_bytes
+        )
+    return cache
 
 
 async def _run_local(
@@ -80,14 +86,14 @@ async def _run_local(
     *,
     dry_run: bool,
 ) -> Run:
-    store = local_store(settings)
-    controller = LocalController(spec, store, asyncio.get_running_loop())
+    cache = local_cache(settings)
+    controller = LocalController(spec, cache, asyncio.get_running_loop())
     call = prepare_root_call(spec, task, args, kwargs, ROOT_ACTION_NAME)
     outputs_names = tuple(task.interface.outputs) or ("o0",)
     if dry_run:
         return Run(DryRun(spec.name, spec.run_base_dir))  # arguments checked and bound above; nothing runs
     with environ_overlay({**task.env_vars, **spec.env_vars}):
-        value = await execute_action(call, spec, controller, store)
+        value = await execute_action(call, spec, controller, cache)
     outputs = ActionOutputs(task.interface.output_tuple(value), outputs_names)
     return remember(CompletedRun(spec.name, spec.run_base_dir, outputs))
 

@@ -15,7 +15,9 @@ Hierarchy::
         ├── RuntimeSystemError
         │   ├── UnionRpcError
         │   ├── MessageDecodeError +     field, raw
+        │   ├── RunLostError +           run_name
         │   └── UnsafePayloadError +
+        │       └── UnknownSigningKeyError + key_id, accepted_ids
         ├── RuntimeUnknownError
         └── RuntimeUserError
             ├── ActionAbortedError
@@ -420,10 +422,37 @@ class MessageDecodeError(RuntimeSystemError):
 
 
 class UnsafePayloadError(RuntimeSystemError):
-    """Raised when a message payload is unsigned or its signature does not match (flyte-celery addition)."""
+    """Raised when a payload read back from Redis, the broker or storage is unsigned, altered, or bound to another
+    place than where it was read; nothing of it is loaded (flyte-celery addition)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__("UnsafePayloadError", message)
+    def __init__(self, message: str, code: str = "UnsafePayloadError") -> None:
+        super().__init__(code, message)
+
+
+class UnknownSigningKeyError(UnsafePayloadError):
+    """Raised when a payload was signed with a key this process does not have: ``key_id`` names it and
+    ``accepted_ids`` lists the ids of the keys this process verifies with (flyte-celery addition)."""
+
+    def __init__(self, key_id: str, accepted_ids: tuple[str, ...], what: str) -> None:
+        super().__init__(
+            f"{what} is signed with key id {key_id!r}, which is not among this process's keys "
+            f"({', '.join(accepted_ids)}): set security.signing_key / security.accepted_keys to the fleet's keys",
+            code="UnknownSigningKeyError",
+        )
+        self.key_id = key_id
+        self.accepted_ids = accepted_ids
+
+
+class RunLostError(RuntimeSystemError):
+    """Raised when a run's records are gone from Redis while it is waited for, e.g. after Redis restarted empty;
+    ``run_name`` names the run (flyte-celery addition)."""
+
+    def __init__(self, run_name: str, message: str | None = None) -> None:
+        super().__init__(
+            "RunLostError",
+            message or f"run {run_name}'s records are gone from Redis (expired, deleted, or Redis restarted empty)",
+        )
+        self.run_name = run_name
 
 
 class RunOptionError(ValueError):
@@ -474,6 +503,7 @@ __all__ = [
     "RestrictedTypeError",
     "RetriesExhaustedError",
     "RunAlreadyExistsError",
+    "RunLostError",
     "RunNotFoundError",
     "RunOptionError",
     "RuntimeDataValidationError",
@@ -486,5 +516,6 @@ __all__ = [
     "TaskTimeoutError",
     "TraceDoesNotAllowNestedTasksError",
     "UnionRpcError",
+    "UnknownSigningKeyError",
     "UnsafePayloadError",
 ]

@@ -29,6 +29,13 @@ def _refuse_bad_settings(options: dict[str, Any] | None = None, **_: Any) -> Non
         raise SystemExit(2)
 
 
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
+def _check_keys(**_: Any) -> None:
+    from flyte_celery._celery.key_census import warn_about_unverifiable_keys
+
+    warn_about_unverifiable_keys(settings)
+
+
 @signals.worker_process_init.connect  # type: ignore[untyped-decorator]
 def _start_runtime(**_: Any) -> None:
     from flyte_celery._celery.worker_runtime import worker_runtime

@@ -2,9 +2,12 @@
 
 Key families (`<prefix>` defaults to `flyte_celery:`; `<key>` is a `cache_key`):
 
-    <prefix>cache:<key>       string, the cached value; TTL `entry_ttl_s` when given, else none
-    <prefix>cache-lock:<key>  string, the owner of the serialize reservation; TTL the reservation's `ttl_s`
-    <prefix>cache-done:<key>  pub/sub channel (no storage): a message on every put and release of `<key>`
+    <prefix>cache:{<key>}       string, the cached value; TTL `entry_ttl_s` when given, else none
+    <prefix>cache-lock:{<key>}  string, the owner of the serialize reservation; TTL the reservation's `ttl_s`
+    <prefix>cache-done:{<key>}  pub/sub channel (no storage): a message on every put and release of `<key>`
+
+The `{<key>}` hash tag puts an entry and its lock in one Redis Cluster slot, so the scripts and transactions below
+touch one slot; entries do not share a slot with any run.
 """
 
 from __future__ import annotations
@@ -15,10 +18,15 @@ from typing import Final, cast
 
 import redis.asyncio as aioredis
 
+from flyte_celery._cache.sealed import SealedCache
+from flyte_celery._config_model import Settings
+from flyte_celery._redis_connect import async_client
+from flyte_celery._signing import KeyRing
+
 DEFAULT_PREFIX: Final = "flyte_celery:"
-CACHE_ENTRY_KEY: Final = "{prefix}cache:{key}"
-CACHE_LOCK_KEY: Final = "{prefix}cache-lock:{key}"
-CACHE_DONE_CHANNEL: Final = "{prefix}cache-done:{key}"
+CACHE_ENTRY_KEY: Final = "{prefix}cache:{{{key}}}"
+CACHE_LOCK_KEY: Final = "{prefix}cache-lock:{{{key}}}"
+CACHE_DONE_CHANNEL: Final = "{prefix}cache-done:{{{key}}}"
 # A crashed owner publishes nothing: waiters re-check the lock this often so its expiry wakes them.
 LOCK_POLL_INTERVAL_S: Final = 0.5
 
@@ -35,11 +43,11 @@ if holder == ARGV[1] then
 end
 return 0
 """
-# KEYS[1] lock, KEYS[2] done channel; ARGV owner. Delete only the owner's lock, then wake the waiters.
+# KEYS[1] lock; ARGV owner, done channel. Delete only the owner's lock, then wake the waiters.
 _RELEASE_LUA: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     redis.call('DEL', KEYS[1])
-    redis.call('PUBLISH', KEYS[2], 'released')
+    redis.call('PUBLISH', ARGV[2], 'released')
     return 1
 end
 return 0
@@ -85,10 +93,11 @@ class RedisCacheStore:
 
     async def release(self, key: str, owner: str) -> None:
         """Drop `owner`'s reservation of `key`, if it holds it, and wake the waiters."""
-        await self._redis().eval(_RELEASE_LUA, 2, self._lock(key), self._channel(key), owner)
+        await self._redis().eval(_RELEASE_LUA, 1, self._lock(key), owner, self._channel(key))
 
-    async def wait_for(self, key: str, timeout_s: float) -> bytes | None:
-        """Wait for a put or release notification (re-checking the lock every `LOCK_POLL_INTERVAL_S`)."""
+    async def wait_for(self, key: str, timeout_s: float, seen: bytes | None = None) -> bytes | None:
+        """Wait for a value other than `seen`, or the reservation's end (on a put or release notification, and
+        re-checking the lock every `LOCK_POLL_INTERVAL_S`)."""
         client = self._redis()
         deadline = time.monotonic() + timeout_s
         pubsub = client.pubsub()
@@ -101,8 +110,10 @@ class RedisCacheStore:
                     pipe.exists(self._lock(key))
                     pipe.get(self._entry(key))
                     locked, value = await pipe.execute()
-                if value is not None or not locked:
-                    return cast("bytes | None", value)
+                if value is not None and value != seen:
+                    return cast(bytes, value)
+                if not locked:
+                    return None
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
@@ -120,7 +131,7 @@ class RedisCacheStore:
     def _redis(self) -> aioredis.Redis:
         loop = asyncio.get_running_loop()
         if self._client is None:
-            self._client = aioredis.Redis.from_url(self.url)
+            self._client = async_client(self.url)
             self._loop = loop
         elif loop is not self._loop:
             raise RuntimeError(
@@ -139,3 +150,11 @@ class RedisCacheStore:
 
     def __repr__(self) -> str:
         return f"RedisCacheStore(prefix={self.prefix!r})"  # the URL may carry a password
+
+
+def redis_cache(settings: Settings, keys: KeyRing) -> SealedCache:
+    """The fleet's cache: sealed entries in the configured Redis, bounded by the `cache:` settings."""
+    store = RedisCacheStore(
+        settings.redis_url_resolved(), prefix=settings.redis.key_prefix, entry_ttl_s=settings.cache.max_age_s
+    )
+    return SealedCache(store, keys, max_entry_bytes=settings.cache.max_entry_bytes)

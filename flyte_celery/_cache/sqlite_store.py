@@ -13,6 +13,7 @@ from typing import Final
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
 WAIT_POLL_INTERVAL_S: Final = 0.02
 SETUP_RETRY_INTERVAL_S: Final = 0.01
+PRUNE_EVERY_PUTS: Final = 1000  # entries older than max_age_s are deleted at open and after this many puts
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS cache_entries (
@@ -20,6 +21,7 @@ CREATE TABLE IF NOT EXISTS cache_entries (
     value BLOB NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS cache_entries_by_age ON cache_entries (created_at);
 CREATE TABLE IF NOT EXISTS cache_reservations (
     key TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -48,13 +50,17 @@ class SQLiteCacheStore:
 
     Args:
         path: The database file.
+        max_age_s: Entries older than this are deleted (when the file is opened, then every `PRUNE_EVERY_PUTS`
+            puts); None keeps them.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, max_age_s: float | None = None) -> None:
         self.path = Path(path)
+        self.max_age_s = max_age_s
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
+        self._puts = 0
 
     async def get(self, key: str) -> bytes | None:
         """Return the value stored under `key`, or None."""
@@ -63,6 +69,10 @@ class SQLiteCacheStore:
     async def put(self, key: str, value: bytes) -> None:
         """Store `value` under `key`; the last write wins."""
         self._execute(_PUT, (key, value, time.time()))
+        self._puts += 1
+        if self._puts % PRUNE_EVERY_PUTS == 0:
+            with self._lock:
+                self._prune(self._connection())
 
     async def reserve(self, key: str, owner: str, ttl_s: float) -> bool:
         """Take or refresh `owner`'s reservation of `key`; False if another owner holds an unexpired one."""
@@ -73,16 +83,18 @@ class SQLiteCacheStore:
         """Drop `owner`'s reservation of `key`, if it holds it."""
         self._execute("DELETE FROM cache_reservations WHERE key = ? AND owner = ?", (key, owner))
 
-    async def wait_for(self, key: str, timeout_s: float) -> bytes | None:
-        """Poll every `WAIT_POLL_INTERVAL_S` until `key` has a value or no live reservation, or the timeout."""
+    async def wait_for(self, key: str, timeout_s: float, seen: bytes | None = None) -> bytes | None:
+        """Poll every `WAIT_POLL_INTERVAL_S` until `key` has a value other than `seen` or no live reservation, or
+        the timeout."""
         deadline = time.monotonic() + timeout_s
         while True:
             value = self._get(key)
-            if value is not None:
+            if value is not None and value != seen:
                 return value
             if not self._reserved(key):
                 # The holder may have written and released between the two reads.
-                return self._get(key)
+                value = self._get(key)
+                return value if value != seen else None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -126,10 +138,15 @@ class SQLiteCacheStore:
         )
         try:
             self._set_up(conn)
+            self._prune(conn)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _prune(self, conn: sqlite3.Connection) -> None:
+        if self.max_age_s is not None:
+            conn.execute("DELETE FROM cache_entries WHERE created_at < ?", (time.time() - self.max_age_s,))
 
     @staticmethod
     def _set_up(conn: sqlite3.Connection) -> None:

@@ -35,11 +35,13 @@ class CacheStore(Protocol):
         """Drop `owner`'s reservation of `key`; another owner's reservation is left alone."""
         ...
 
-    async def wait_for(self, key: str, timeout_s: float) -> bytes | None:
-        """Wait until `key` has a value, its reservation is gone (released or expired), or `timeout_s` passes.
+    async def wait_for(self, key: str, timeout_s: float, seen: bytes | None = None) -> bytes | None:
+        """Wait until `key` has a value other than `seen`, its reservation is gone (released or expired), or
+        `timeout_s` passes. `seen` is a value the caller already read and could not use (too old, say): waiting for
+        another one, not returning it again, keeps the caller from spinning while the holder computes.
 
         Returns:
-            The value, or None when the reservation ended without one or the wait timed out.
+            The new value, or None when the reservation ended without one or the wait timed out.
         """
         ...
 

@@ -6,7 +6,8 @@ from typing import Any, Final
 
 from celery import Celery
 
-from flyte_celery._celery.runtime import ENTRY_TASK
+from flyte_celery._celery.guarded_consumer import GUARDED_CONSUMER, guard_app
+from flyte_celery._celery.publisher import ENTRY_TASK
 from flyte_celery._config_model import Settings
 
 APP_NAME: Final = "flyte_celery"
@@ -32,6 +33,7 @@ def make_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": 12 * 3600},
     )
+    guard_app(app, settings)  # before the user's settings: a `worker_consumer` of theirs replaces the guard
     app.conf.update(settings.celery)
     if settings.worker.concurrency is not None and "worker_concurrency" not in settings.celery:
         app.conf.worker_concurrency = settings.worker.concurrency
@@ -55,4 +57,7 @@ def refused_settings(app: Celery, options: dict[str, Any]) -> list[str]:
             problems.append(f"{name}={value}: recycling a pool process drops the parents suspended in it")
     if options.get("autoscale"):
         problems.append(f"--autoscale={options['autoscale']}: shrinking reaps processes that host suspended parents")
+    consumer = app.conf.get("worker_consumer")
+    if consumer != GUARDED_CONSUMER:
+        problems.append(f"worker_consumer={consumer}: it would drop the check that keeps bad messages from the worker")
     return problems

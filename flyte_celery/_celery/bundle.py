@@ -26,9 +26,13 @@ import cloudpickle
 from flyte_celery._action_call import remember_cache_version
 from flyte_celery._cache import FunctionBodyPolicy, VersionParameters
 from flyte_celery._environment import Environment, TaskEnvironment
+from flyte_celery._signing import KeyRing
 from flyte_celery._task import TaskTemplate
+from flyte_celery._values import loads_value
+from flyte_celery.errors import UnsafePayloadError
 
 BUNDLE_DIGEST_CHARS = 32
+BUNDLE_PURPOSE = "bundle"
 _NOT_USER_CODE = frozenset({"builtins", "typing", "abc", "enum", "collections", "dataclasses"})
 
 
@@ -121,10 +125,24 @@ def bundle_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:BUNDLE_DIGEST_CHARS]
 
 
-def load_bundle(data: bytes) -> Bundle:
-    bundle = cloudpickle.loads(data)
+def seal_bundle(keys: KeyRing, data: bytes) -> bytes:
+    """The bundle's bytes sealed for the key they are stored under (their digest)."""
+    return keys.seal(data, BUNDLE_PURPOSE, bundle_digest(data))
+
+
+def open_bundle(keys: KeyRing, digest: str, blob: bytes) -> Bundle:
+    """The bundle stored under `digest`, if sealed for it and its bytes hash to it.
+
+    Raises:
+        UnsafePayloadError: If not.
+    """
+    what = f"code bundle {digest}"
+    data = keys.open(blob, BUNDLE_PURPOSE, digest, what=what)
+    if bundle_digest(data) != digest:
+        raise UnsafePayloadError(f"{what} does not hash to its digest")
+    bundle = loads_value(data)
     if not isinstance(bundle, Bundle):
-        raise TypeError(f"a bundle must hold a Bundle, got {type(bundle).__name__}")
+        raise UnsafePayloadError(f"{what} holds a {type(bundle).__name__}, not a bundle")
     register_bundle(bundle)
     return bundle
 

@@ -1,7 +1,7 @@
 """The Celery controller: a task call made in this process becomes a child action on the fleet.
 
 The child is named, keyed and given its context exactly as in local mode (`prepare_child_call`); then its
-envelope and signed inputs are published to the child's queue, and the caller waits on this process's reply
+envelope and inputs are sealed and published to the child's queue, and the caller waits on this process's reply
 channel. The first wait of a parent running inside a worker gives its pool slot back (see `slots`).
 """
 
@@ -17,8 +17,8 @@ from redis.exceptions import RedisError
 from flyte_celery._action_call import ActionCall
 from flyte_celery._celery.bundle import dumps_by_value
 from flyte_celery._celery.envelope import ActionMessage, Envelope, RunContextMessage
-from flyte_celery._celery.runtime import Publication, Runtime, inputs_repr
-from flyte_celery._celery.signing import sign
+from flyte_celery._celery.publisher import Publication, inputs_repr
+from flyte_celery._celery.runtime import Runtime
 from flyte_celery._celery.slots import release_current_slot
 from flyte_celery._context import Frame
 from flyte_celery._controllers.shared import ChildCalls
@@ -40,10 +40,10 @@ class CeleryController(ChildCalls):
     ) -> Any:
         call = self.prepare(frame, task, args, kwargs)
         try:
-            inputs = sign(self.runtime.signing_key, dumps_by_value(call.inputs))
+            inputs = dumps_by_value(call.inputs)
         except Exception as exc:
             raise RuntimeUserError(type(exc).__name__, f"the inputs of {task.name!r} cannot be pickled: {exc}") from exc
-        bundle = await self.runtime.bundle_for(task)
+        bundle = await self.runtime.bundles.digest_for(task)
         envelope = child_envelope(call, frame, bundle)
         publication = Publication(envelope, inputs, inputs_repr(call.inputs))
         # While it waits, the caller's env_vars are lifted: other runs' code may execute in this process meanwhile.

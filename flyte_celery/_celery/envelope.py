@@ -1,13 +1,14 @@
-"""The wire message: one versioned, validated context envelope carried in a namespaced Celery header.
+"""The wire message: one versioned, validated context envelope carried as JSON text in a namespaced Celery header.
 
 The envelope says who the action is (run, action, parent), what to run (bundle digest and task name) and the
-whole propagated run context. Inputs travel separately as a signed blob in the message body. Decoding turns any
-problem into one `MessageDecodeError` naming the field; optional fields added later default, so older messages
-still decode.
+whole propagated run context. Inputs travel separately in the message body; one MAC covers the envelope's exact
+text and the inputs (see `message`). Decoding turns any problem into one `MessageDecodeError` naming the field;
+optional fields added later default, so older messages of the same schema version still decode.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -18,7 +19,8 @@ from flyte_celery._run_spec import RunSpec
 from flyte_celery.errors import MessageDecodeError
 
 HEADER: Final = "flyte_celery"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+MAX_ENVELOPE_CHARS: Final = 256 * 1024
 
 
 class _Model(BaseModel):
@@ -85,7 +87,7 @@ class ActionMessage(_Model):
 class Envelope(_Model):
     """The `flyte_celery` header: schema version, run context, action."""
 
-    v: Literal[1] = SCHEMA_VERSION
+    v: Literal[2] = SCHEMA_VERSION
     run: RunContextMessage
     action: ActionMessage
 
@@ -112,25 +114,27 @@ class Envelope(_Model):
             interactive_mode=run.interactive_mode,
         )
 
-    def encode(self) -> dict[str, Any]:
-        encoded = self.model_dump(mode="json", exclude_defaults=True)
+    def encode(self) -> str:
+        """The envelope as compact JSON text: what travels, and exactly what the message's MAC covers."""
+        encoded: dict[str, Any] = self.model_dump(mode="json", exclude_defaults=True)
         encoded["v"] = SCHEMA_VERSION  # always written: a later worker must be able to tell this version apart
-        return encoded
+        return json.dumps(encoded, separators=(",", ":"), ensure_ascii=False)
 
 
 def celery_task_id(run: str, action: str) -> str:
     return f"{run}-{action}"
 
 
-def decode_envelope(raw: object) -> Envelope:
-    """Validate a header value.
+def decode_envelope(text: object) -> Envelope:
+    """Parse and validate a header value (the envelope's JSON text).
 
     Raises:
         MessageDecodeError: Naming the first bad field (and keeping the raw value), for anything but a valid
             envelope of a schema version this code knows.
     """
+    raw = _parsed(text)
     if not isinstance(raw, dict):
-        raise MessageDecodeError(f"header {HEADER!r} is missing or not an object", field=HEADER, raw=_raw(raw))
+        raise MessageDecodeError(f"header {HEADER!r} is not a JSON object", field=HEADER, raw=_raw(text))
     version = raw.get("v", SCHEMA_VERSION)
     if type(version) is not int or version != SCHEMA_VERSION:
         raise MessageDecodeError(
@@ -144,6 +148,29 @@ def decode_envelope(raw: object) -> Envelope:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise MessageDecodeError(f"bad field {where!r}: {first['msg']}", field=where, raw=_raw(raw)) from None
+
+
+def claimed_identity(text: str) -> tuple[str, str] | None:
+    """(run, action) that an envelope's text names, whatever its schema version; None if it names none."""
+    try:
+        raw = json.loads(text)
+        run, action = raw["run"]["name"], raw["action"]["name"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    return (run, action) if isinstance(run, str) and isinstance(action, str) and run and action else None
+
+
+def _parsed(text: object) -> object:
+    if not isinstance(text, str):
+        raise MessageDecodeError(
+            f"header {HEADER!r} is missing or not text ({type(text).__name__})", field=HEADER, raw=_raw(text)
+        )
+    if len(text) > MAX_ENVELOPE_CHARS:
+        raise MessageDecodeError(f"header {HEADER!r} is over {MAX_ENVELOPE_CHARS} characters", field=HEADER)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise MessageDecodeError(f"header {HEADER!r} is not JSON: {exc}", field=HEADER, raw=_raw(text)) from None
 
 
 def _raw(value: object) -> bytes:

@@ -1,24 +1,34 @@
-"""Every Redis key family flyte-celery writes, with its TTL. All keys start with the configured prefix
-(`redis.key_prefix`, default "flyte_celery:")."""
+"""Every Redis key flyte-celery writes, with its TTL. All start with `redis.key_prefix` (default "flyte_celery:").
+
+Every key of one run carries the run's hash tag `{<run>}`, so a Redis Cluster keeps a run in one slot and each
+script below touches one run's keys only. Keys shared by runs (the lease index, the dead letters) are only ever
+touched by plain commands. Cache entries stand alone (see `_cache/redis_store.py`). Every key has a TTL or a bound,
+so Redis with `maxmemory-policy volatile-lru` can bound memory without evicting anything that lacks one.
+
+Key (after the prefix)        type    holds                                        TTL or bound
+{<run>}:run                   hash    the run's record (root task, mode, key id)   retention.runs_s
+{<run>}:result:<action>       string  the sealed outcome of a finished action      retention.results_s
+{<run>}:waiters:<action>      set     reply channels to notify when it finishes    retention.results_s
+{<run>}:enqueued:<action>     string  token of the wait that publishes its message  retention.results_s
+{<run>}:message:<action>      string  a running action's message, to re-publish    retention.results_s; gone at its end
+{<run>}:aborted               string  why the run was aborted                      retention.runs_s
+bundle:<digest>               string  a sealed code bundle                         retention.runs_s, renewed per run
+leases                        zset    <run>:<action> -> lease expiry (unix s)      a member per running action
+dead-letters                  list    refused messages, newest first               retention.dead_letters(_s)
+signing-keys                  zset    key id -> when a run was last signed with it  ids idle for runs_s dropped
+reply:<process>, abort        pubsub  notifications                                no storage
+"""
 
 from __future__ import annotations
 
 from typing import Final
 
-RESULT_TTL_S: Final = 7 * 24 * 3600  # result:<run>:<action>  signed outcome of a finished action
-WAITERS_TTL_S: Final = 7 * 24 * 3600  # waiters:<run>:<action>  reply channels to notify when it finishes
-ENQUEUED_TTL_S: Final = 7 * 24 * 3600  # enqueued:<run>:<action>  set once the action's message is published
-RUN_TTL_S: Final = 30 * 24 * 3600  # run:<run>  hash: the run's record (root task, labels, phase, ...)
-BUNDLE_TTL_S: Final = 30 * 24 * 3600  # bundle:<digest>  signed cloudpickled task tree
-MESSAGE_TTL_S: Final = 7 * 24 * 3600  # message:<run>:<action>  stored message of an action that is running
+from flyte_celery._config_model import RetentionSettings
+
 LEASE_TTL_S: Final = 10.0  # score in the `leases` sorted set: when a running action's lease expires
 LEASE_REFRESH_S: Final = 2.0  # how often a worker renews the leases of the actions it hosts
 SWEEP_INTERVAL_S: Final = 2.0  # how often a worker looks for expired leases to take over
-
-# cache:<key>, cache-lock:<key>, cache-done:<key>: the Redis cache store's entries (no TTL unless configured),
-# serialize reservations and wake-up channel; written by flyte_celery._cache.redis_store under the same prefix.
-ABORT_CHANNEL: Final = "abort"  # pubsub: run names being aborted
-LEASES: Final = "leases"  # sorted set: <run>:<action> -> lease expiry (unix seconds)
+MAX_DEAD_LETTER_BYTES: Final = 4096  # a dead letter keeps at most this much of a refused message
 
 
 def lease_member(run: str, action: str) -> str:
@@ -27,39 +37,55 @@ def lease_member(run: str, action: str) -> str:
 
 
 class Keys:
-    """Key names under one prefix."""
+    """Key names under one prefix, and their TTLs from the retention settings."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, retention: RetentionSettings | None = None) -> None:
+        retention = retention or RetentionSettings()
         self.prefix = prefix
+        self.result_ttl_s = retention.results_s
+        self.run_ttl_s = retention.runs_s
+        self.dead_letters_max = retention.dead_letters
+        self.dead_letters_ttl_s = retention.dead_letters_s
 
-    def result(self, run: str, action: str) -> str:
-        return f"{self.prefix}result:{run}:{action}"
-
-    def waiters(self, run: str, action: str) -> str:
-        return f"{self.prefix}waiters:{run}:{action}"
-
-    def enqueued(self, run: str, action: str) -> str:
-        return f"{self.prefix}enqueued:{run}:{action}"
+    def _of_run(self, run: str, rest: str) -> str:
+        return f"{self.prefix}{{{run}}}:{rest}"
 
     def run(self, run: str) -> str:
-        return f"{self.prefix}run:{run}"
+        return self._of_run(run, "run")
+
+    def result(self, run: str, action: str) -> str:
+        return self._of_run(run, f"result:{action}")
+
+    def waiters(self, run: str, action: str) -> str:
+        return self._of_run(run, f"waiters:{action}")
+
+    def enqueued(self, run: str, action: str) -> str:
+        return self._of_run(run, f"enqueued:{action}")
+
+    def message(self, run: str, action: str) -> str:
+        return self._of_run(run, f"message:{action}")
+
+    def aborted(self, run: str) -> str:
+        return self._of_run(run, "aborted")
 
     def bundle(self, digest: str) -> str:
         return f"{self.prefix}bundle:{digest}"
 
-    def message(self, run: str, action: str) -> str:
-        return f"{self.prefix}message:{run}:{action}"
-
-    def aborted(self, run: str) -> str:
-        return f"{self.prefix}aborted:{run}"
-
     @property
     def leases(self) -> str:
-        return f"{self.prefix}{LEASES}"
+        return f"{self.prefix}leases"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.prefix}dead-letters"
+
+    @property
+    def signing_keys(self) -> str:
+        return f"{self.prefix}signing-keys"
 
     @property
     def abort_channel(self) -> str:
-        return f"{self.prefix}{ABORT_CHANNEL}"
+        return f"{self.prefix}abort"
 
     def reply_channel(self, process_id: str) -> str:
         return f"{self.prefix}reply:{process_id}"

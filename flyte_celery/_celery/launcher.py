@@ -3,31 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 
-import redis
 from celery import Celery
 
 from flyte_celery._action_call import prepare_root_call
-from flyte_celery._cache.redis_store import RedisCacheStore
+from flyte_celery._cache.redis_store import redis_cache
 from flyte_celery._celery.app import make_app
-from flyte_celery._celery.bundle import build_bundle, bundle_digest, code_version, dumps_by_value
+from flyte_celery._celery.bundle import build_bundle, bundle_digest, code_version, dumps_by_value, seal_bundle
 from flyte_celery._celery.controller import CeleryController, action_message
-from flyte_celery._celery.envelope import HEADER, Envelope, RunContextMessage, celery_task_id
-from flyte_celery._celery.keys import BUNDLE_TTL_S, ENQUEUED_TTL_S, RUN_TTL_S, Keys, lease_member
+from flyte_celery._celery.envelope import Envelope, RunContextMessage, celery_task_id
+from flyte_celery._celery.key_census import record_signing_key
+from flyte_celery._celery.keys import Keys, lease_member
 from flyte_celery._celery.outcome import Outcome, decode_outcome
-from flyte_celery._celery.runtime import ENTRY_TASK, Runtime, identity_repr, inputs_repr, text_of
-from flyte_celery._celery.signing import sign, signing_key
+from flyte_celery._celery.publisher import Publication, inputs_repr, send
+from flyte_celery._celery.runtime import Runtime, text_of
 from flyte_celery._config_model import Settings
 from flyte_celery._context import ROOT_ACTION_NAME
 from flyte_celery._environ import environ_overlay
 from flyte_celery._execution import execute_action
 from flyte_celery._init import current_settings
+from flyte_celery._keyrings import fleet_keyring
+from flyte_celery._redis_connect import sync_client
 from flyte_celery._run import ActionOutputs, ActionPhase, CompletedRun, DryRun, Run, remember
 from flyte_celery._run_options import RunOptions
 from flyte_celery._run_spec import RunSpec
@@ -40,6 +41,8 @@ from flyte_celery.errors import (
 )
 
 _apps: dict[int, tuple[Settings, Celery]] = {}
+# A client waiting on a run fails (rather than hangs) once Redis has been unreachable this long.
+CLIENT_GIVE_UP_AFTER_S: Final = 60.0
 
 
 def client_app(settings: Settings) -> Celery:
@@ -48,11 +51,6 @@ def client_app(settings: Settings) -> Celery:
     if cached is None or cached[0] is not settings:
         cached = _apps[id(settings)] = (settings, make_app(settings))
     return cached[1]
-
-
-def _key(settings: Settings) -> bytes:
-    secret = settings.security.signing_key
-    return signing_key(secret.get_secret_value() if secret else None)
 
 
 async def launch(
@@ -80,33 +78,25 @@ def _launch_remote(
     dry_run: bool,
     copy_bundle_to: str | Path | None = None,
 ) -> Run:
-    keys = Keys(settings.redis.key_prefix)
-    key = _key(settings)
-    client = redis.Redis.from_url(settings.redis_url_resolved())
+    keys = Keys(settings.redis.key_prefix, settings.retention)
+    keyring = fleet_keyring(settings)
+    client = sync_client(settings.redis_url_resolved())
     try:
         data, bundle = build_bundle(task)
         digest = bundle_digest(data)
         spec = dataclasses.replace(spec, version=spec.version or code_version(bundle))
         call = prepare_root_call(spec, task, args, kwargs, ROOT_ACTION_NAME)
-        inputs = sign(key, dumps_by_value(call.inputs))
-        client.set(keys.bundle(digest), sign(key, data), ex=BUNDLE_TTL_S)
+        inputs = dumps_by_value(call.inputs)
+        client.set(keys.bundle(digest), seal_bundle(keyring, data), ex=keys.run_ttl_s)
         if dry_run:
             return Run(DryRun(spec.name, spec.run_base_dir, _copy_bundle(data, digest, copy_bundle_to)))
-        _create_run_record(client, keys, spec, task, digest)
+        _create_run_record(client, keys, spec, task, digest, keyring.current_id)
         envelope = Envelope(
             run=RunContextMessage.from_spec(spec),
             action=action_message(call, digest, spec, parent=None, group=None),
         )
-        client.set(keys.enqueued(spec.name, ROOT_ACTION_NAME), "1", ex=ENQUEUED_TTL_S)
-        client_app(settings).tasks[ENTRY_TASK].apply_async(
-            args=(base64.b64encode(inputs).decode("ascii"),),
-            task_id=envelope.task_id,
-            queue=envelope.action.queue,
-            headers={HEADER: envelope.encode()},
-            shadow=task.name,
-            argsrepr=inputs_repr(call.inputs),
-            kwargsrepr=identity_repr(envelope),
-        )
+        client.set(keys.enqueued(spec.name, ROOT_ACTION_NAME), "1", ex=keys.result_ttl_s)
+        send(client_app(settings), keyring, Publication(envelope, inputs, inputs_repr(call.inputs)))
     finally:
         client.close()
     outputs = tuple(task.interface.outputs)
@@ -125,13 +115,17 @@ def _copy_bundle(data: bytes, digest: str, destination: str | Path | None) -> st
     return str(path)
 
 
-def _create_run_record(client: Any, keys: Keys, spec: RunSpec, task: TaskTemplate[Any, Any], digest: str) -> None:
+def _create_run_record(
+    client: Any, keys: Keys, spec: RunSpec, task: TaskTemplate[Any, Any], digest: str, key_id: str
+) -> None:
     record = keys.run(spec.name)
     if not client.hsetnx(record, "created_at", str(time.time())):
         raise RunAlreadyExistsError(spec.name, f"a run named {spec.name!r} already exists: pick another name")
-    client.hset(
+    pipe = client.pipeline(transaction=False)
+    pipe.hset(
         record,
         mapping={
+            "key_id": key_id,
             "mode": spec.mode,
             "root_task": task.name,
             "outputs": json.dumps(list(task.interface.outputs)),
@@ -144,7 +138,9 @@ def _create_run_record(client: Any, keys: Keys, spec: RunSpec, task: TaskTemplat
             "run_base_dir": spec.run_base_dir,
         },
     )
-    client.expire(record, RUN_TTL_S)
+    pipe.expire(record, keys.run_ttl_s)
+    record_signing_key(pipe, keys, key_id)
+    pipe.execute()
 
 
 async def _launch_hybrid(
@@ -152,26 +148,26 @@ async def _launch_hybrid(
 ) -> Run:
     runtime = Runtime(settings, client_app(settings))
     await runtime.start()
-    store = RedisCacheStore(settings.redis_url_resolved(), prefix=settings.redis.key_prefix)
+    cache = redis_cache(settings, runtime.keyring)
     try:
-        digest = await runtime.bundle_for(task)
-        spec = dataclasses.replace(spec, version=spec.version or code_version(await runtime.load_bundle(digest)))
-        client = redis.Redis.from_url(settings.redis_url_resolved())
+        digest = await runtime.bundles.digest_for(task)
+        spec = dataclasses.replace(spec, version=spec.version or code_version(await runtime.bundles.load(digest)))
+        client = sync_client(settings.redis_url_resolved())
         try:
-            _create_run_record(client, runtime.keys, spec, task, digest)
+            _create_run_record(client, runtime.keys, spec, task, digest, runtime.keyring.current_id)
         finally:
             client.close()
         controller = CeleryController(runtime, asyncio.get_running_loop())
         call = prepare_root_call(spec, task, args, kwargs, ROOT_ACTION_NAME)
         try:
             with environ_overlay({**task.env_vars, **spec.env_vars}):
-                value = await _abortable(runtime, spec.name, execute_action(call, spec, controller, store))
+                value = await _abortable(runtime, spec.name, execute_action(call, spec, controller, cache))
         except BaseRuntimeError as err:
             await runtime.complete(spec.name, ROOT_ACTION_NAME, Outcome(error=err), f"task {task.name!r}")
             raise
         await runtime.complete(spec.name, ROOT_ACTION_NAME, Outcome(value=value), f"task {task.name!r}")
     finally:
-        await store.close()
+        await cache.close()
         await runtime.close()
     names = tuple(task.interface.outputs) or ("o0",)
     outputs = ActionOutputs(task.interface.output_tuple(value), names)
@@ -188,8 +184,8 @@ async def _abortable(runtime: Runtime, run: str, work: Any) -> Any:
             aborted.append(name)
             root.cancel()
 
-    runtime.on_abort.append(on_abort)
-    runtime.hosted_runs.append(lambda: [run])
+    stop_listening = runtime.on_abort(on_abort)
+    runtime.watch_runs(lambda: [run])
     try:
         return await root
     except asyncio.CancelledError:
@@ -197,7 +193,7 @@ async def _abortable(runtime: Runtime, run: str, work: Any) -> Any:
             raise
         raise ActionAbortedError(f"run {run} was aborted") from None
     finally:
-        runtime.on_abort.remove(on_abort)
+        stop_listening()
         if not root.done():
             root.cancel()
 
@@ -216,7 +212,7 @@ class RemoteRunBackend:
         self.name = name
         self.settings = settings
         self.output_names = output_names or ("o0",)
-        self.keys = Keys(settings.redis.key_prefix)
+        self.keys = Keys(settings.redis.key_prefix, settings.retention)
         flower = settings.flower.url
         root_page = f"{flower.rstrip('/')}/task/{celery_task_id(name, ROOT_ACTION_NAME)}" if flower else ""
         self.url = root_page or run_base_dir
@@ -224,7 +220,7 @@ class RemoteRunBackend:
     def phase(self) -> ActionPhase:
         """Terminal once the root has a result; running while a worker has the root (its lease says so) or, in a
         hybrid run, its client does; else queued."""
-        client = redis.Redis.from_url(self.settings.redis_url_resolved())
+        client = sync_client(self.settings.redis_url_resolved())
         try:
             with client.pipeline(transaction=False) as pipe:
                 pipe.get(self.keys.result(self.name, ROOT_ACTION_NAME))
@@ -234,7 +230,8 @@ class RemoteRunBackend:
         finally:
             client.close()
         if blob is not None:
-            return phase_of(decode_outcome(_key(self.settings), cast(bytes, blob), f"result of run {self.name}"))
+            keyring = fleet_keyring(self.settings)
+            return phase_of(decode_outcome(keyring, cast(bytes, blob), self.name, ROOT_ACTION_NAME))
         # A hybrid root runs in its client from the moment the run exists.
         running = lease is not None or text_of(mode or b"") == "hybrid"
         return ActionPhase.RUNNING if running else ActionPhase.QUEUED
@@ -247,15 +244,18 @@ class RemoteRunBackend:
         return self.phase()
 
     async def _wait_outcome(self) -> Outcome:
-        runtime = Runtime(self.settings, client_app(self.settings))
+        runtime = Runtime(self.settings, client_app(self.settings), give_up_after_s=CLIENT_GIVE_UP_AFTER_S)
         await runtime.start()
         try:
             return await runtime.wait_for(self.name, ROOT_ACTION_NAME, None)
         finally:
             await runtime.close()
 
-    async def outputs(self) -> ActionOutputs:
-        outcome = await self._wait_outcome()
+    async def outputs(self, timeout: float | None) -> ActionOutputs:
+        try:
+            outcome = await asyncio.wait_for(self._wait_outcome(), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"run {self.name} is still {self.phase()} after {timeout:g}s") from None
         value = outcome.unwrap()
         values = (value,) if len(self.output_names) <= 1 else tuple(value)
         return ActionOutputs(values, self.output_names)
@@ -263,7 +263,7 @@ class RemoteRunBackend:
     async def abort(self, reason: str) -> None:
         runtime = Runtime(self.settings, client_app(self.settings))
         try:
-            await runtime.redis.set(self.keys.aborted(self.name), reason, ex=RUN_TTL_S)
+            await runtime.redis.set(self.keys.aborted(self.name), reason, ex=self.keys.run_ttl_s)
             await runtime.redis.publish(self.keys.abort_channel, self.name)
             # A root still queued has nobody to record its end: record it here (the first outcome wins).
             error = ActionAbortedError(f"run {self.name} was aborted: {reason}")
@@ -285,9 +285,9 @@ def phase_of(outcome: Outcome) -> ActionPhase:
 def find_run(name: str) -> RemoteRunBackend | None:
     """The run named `name` on the configured cluster, or None."""
     settings = current_settings()
-    client = redis.Redis.from_url(settings.redis_url_resolved())
+    client = sync_client(settings.redis_url_resolved())
     try:
-        record = client.hgetall(Keys(settings.redis.key_prefix).run(name))
+        record = client.hgetall(Keys(settings.redis.key_prefix, settings.retention).run(name))
     finally:
         client.close()
     if not record:

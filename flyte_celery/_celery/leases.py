@@ -15,16 +15,20 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any
 
-import redis
 from celery import Celery
 
-from flyte_celery._celery.envelope import HEADER, celery_task_id, decode_envelope
+from flyte_celery._celery.envelope import decode_envelope
 from flyte_celery._celery.keys import LEASE_REFRESH_S, LEASE_TTL_S, SWEEP_INTERVAL_S, Keys, lease_member
-from flyte_celery._celery.runtime import ENTRY_TASK, text_of
-from flyte_celery._context import ROOT_ACTION_NAME
+from flyte_celery._celery.message import authenticate_message, seal_message
+from flyte_celery._celery.publisher import send_sealed
+from flyte_celery._celery.runtime import text_of
+from flyte_celery._config_model import Settings
+from flyte_celery._keyrings import fleet_keyring
 from flyte_celery._logging import system_logger
+from flyte_celery._redis_connect import sync_client
+from flyte_celery._throttle import LogThrottle
+from flyte_celery.errors import MessageDecodeError, UnsafePayloadError
 
 MAX_SWEPT_PER_ROUND = 100
 
@@ -32,10 +36,12 @@ MAX_SWEPT_PER_ROUND = 100
 class LeaseKeeper:
     """Renews this process's leases and takes over expired ones, on a thread of its own."""
 
-    def __init__(self, redis_url: str, keys: Keys, app: Celery) -> None:
-        self.client = redis.Redis.from_url(redis_url)
+    def __init__(self, settings: Settings, keys: Keys, app: Celery) -> None:
+        self.client = sync_client(settings.redis_url_resolved())
         self.keys = keys
+        self.keyring = fleet_keyring(settings)
         self.app = app
+        self._failures = LogThrottle()
         self._held: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -71,7 +77,11 @@ class LeaseKeeper:
                     self.sweep()
                     next_sweep = time.monotonic() + SWEEP_INTERVAL_S
             except Exception as exc:
-                system_logger.warning("lease upkeep failed: %s", exc)
+                held = self._failures.ready()
+                if held is not None:
+                    system_logger.warning(
+                        "lease upkeep failed: %s%s", exc, f" ({held} more not logged)" if held else ""
+                    )
 
     def _renew(self) -> None:
         with self._lock:
@@ -94,28 +104,33 @@ class LeaseKeeper:
                 continue
             stored = self.client.get(self.keys.message(run, action))
             if stored is None:
-                system_logger.error("suspended action %s expired but its message is gone; it cannot be resumed", member)
+                system_logger.error("action %s's lease expired but its message is gone; it cannot be resumed", member)
                 continue
-            self._republish(json.loads(stored))
+            try:
+                self._republish(run, action, stored)
+            except (ValueError, TypeError, KeyError, MessageDecodeError, UnsafePayloadError) as exc:
+                system_logger.error("not taking over action %s: its stored message is refused: %s", member, exc)
+                continue
             taken += 1
         return taken
 
-    def _republish(self, message: dict[str, Any]) -> None:
-        envelope = decode_envelope(message["headers"][HEADER])
+    def _republish(self, run: str, action: str, stored: bytes | str) -> None:
+        """Re-publish a stored message (under the same task id, marked as a replay) if it is authentic and is the
+        message of exactly this action."""
+        message = json.loads(stored)
+        authentic = authenticate_message(self.keyring, message["headers"], message["args"])
+        envelope = decode_envelope(authentic.envelope_text)
+        if (envelope.run.name, envelope.action.name) != (run, action):
+            raise UnsafePayloadError(f"it is the message of {envelope.task_id}, not of {run}/{action}")
         replay = envelope.model_copy(update={"action": envelope.action.model_copy(update={"replay": True})})
         system_logger.warning("taking over action %s (its worker stopped renewing its lease)", envelope.task_id)
-        self.app.tasks[ENTRY_TASK].apply_async(
-            args=tuple(message["args"]),
-            task_id=envelope.task_id,
-            queue=envelope.action.queue,
-            headers={HEADER: replay.encode()},
-            shadow=envelope.action.task,
-            root_id=celery_task_id(envelope.run.name, ROOT_ACTION_NAME),
-            parent_id=celery_task_id(envelope.run.name, envelope.action.parent) if envelope.action.parent else None,
-            argsrepr=message.get("argsrepr"),
-            kwargsrepr=message.get("kwargsrepr"),
-        )
+        sealed = seal_message(self.keyring, replay, authentic.inputs)
+        send_sealed(self.app, replay, sealed, _text(message.get("argsrepr")), _text(message.get("kwargsrepr")), None)
 
     def close(self) -> None:
         self._stop.set()
         self.client.close()
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

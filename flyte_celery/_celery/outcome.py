@@ -1,15 +1,18 @@
-"""An action's outcome as signed bytes: its value, or the error it failed with (both pickled by value)."""
+"""An action's outcome as sealed bytes, bound to its run and action: its value, or the error it failed with (both
+pickled by value). A result copied to another action's key fails its check."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import cloudpickle
 
-from flyte_celery._celery.signing import sign, verify
-from flyte_celery._values import UNSERIALIZABLE_CODE
+from flyte_celery._signing import KeyRing
+from flyte_celery._values import UNSERIALIZABLE_CODE, loads_value
 from flyte_celery.errors import BaseRuntimeError, RuntimeSystemError, RuntimeUserError
+
+RESULT_PURPOSE: Final = "result"
 
 
 @dataclass(frozen=True)
@@ -25,10 +28,11 @@ class Outcome:
         return self.value
 
 
-def encode_outcome(key: bytes, outcome: Outcome, what: str) -> bytes:
-    """Signed bytes of `outcome`; a value that cannot be pickled becomes a stored, explicit error instead."""
+def encode_outcome(keys: KeyRing, outcome: Outcome, run: str, action: str, what: str) -> bytes:
+    """Sealed bytes of `outcome` for `run`/`action`; a value that cannot be pickled becomes a stored, explicit
+    error instead."""
     try:
-        return sign(key, cloudpickle.dumps(outcome))
+        data = cloudpickle.dumps(outcome)
     except Exception as exc:
         if outcome.error is not None:
             error: BaseRuntimeError = RuntimeSystemError(
@@ -36,21 +40,23 @@ def encode_outcome(key: bytes, outcome: Outcome, what: str) -> bytes:
             )
         else:
             error = RuntimeUserError(UNSERIALIZABLE_CODE, f"the output of {what} cannot be serialized: {exc}")
-        return sign(key, cloudpickle.dumps(Outcome(error=error)))
+        data = cloudpickle.dumps(Outcome(error=error))
+    return keys.seal(data, RESULT_PURPOSE, run, action)
 
 
-def decode_outcome(key: bytes, blob: bytes, what: str) -> Outcome:
-    """The outcome in `blob`; one that cannot be loaded here becomes an explicit error naming `what`.
+def decode_outcome(keys: KeyRing, blob: bytes, run: str, action: str) -> Outcome:
+    """The outcome of `run`/`action` in `blob`; one that cannot be loaded here becomes an explicit error.
 
     Raises:
-        UnsafePayloadError: If the blob's signature is wrong.
+        UnsafePayloadError: If the blob was not sealed for exactly this run and action by a key of `keys`.
     """
-    data = verify(key, blob, what)
+    what = f"result of action {run}/{action}"
+    data = keys.open(blob, RESULT_PURPOSE, run, action, what=what)
     try:
-        outcome = cloudpickle.loads(data)
+        outcome = loads_value(data)
     except Exception as exc:
         message = f"{what} cannot be loaded in this process ({type(exc).__name__}: {exc})"
         return Outcome(error=RuntimeSystemError("UnloadableResult", message))
     if not isinstance(outcome, Outcome):
-        raise RuntimeSystemError("BadOutcome", f"{what} holds a {type(outcome).__name__}, not an outcome")
+        return Outcome(error=RuntimeSystemError("BadOutcome", f"{what} holds a {type(outcome).__name__}"))
     return outcome

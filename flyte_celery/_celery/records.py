@@ -1,18 +1,19 @@
-"""Result records and waiting lists in Redis, written with one round trip each (Lua scripts).
+"""Result records and waiting lists in Redis, written with one round trip each (Lua scripts on one run's keys).
 
 A result is written once (`SET NX`): the first outcome of an action wins, so re-runs and double deliveries cannot
 overwrite it. Whoever waits for an action adds its reply channel to the action's waiters *before* looking for the
-result, and the writer notifies every waiter *after* writing it, so no notification is ever missed.
+result, and the writer notifies every waiter *after* writing it, so no notification is ever missed. Nothing is
+written for a run whose record is gone (expired, or Redis restarted empty): such an action is "lost".
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Final
 
-from flyte_celery._celery.keys import ENQUEUED_TTL_S, RESULT_TTL_S, WAITERS_TTL_S
-
-# KEYS: result, waiters, enqueued.  ARGV: reply channel (or ""), waiters ttl, enqueued ttl.
-# Returns {result or false, 1 if the caller must publish the action's message}.
+# KEYS: result, waiters, enqueued.  ARGV: reply channel (or ""), ttl, a token unique to this wait.
+# Returns {result or false, 1 if the caller must publish the action's message}. The token makes a retry of the
+# same call (the connection broke after Redis ran it) answer the same, so a message is never left unpublished.
 ATTACH: Final = """
 if ARGV[1] ~= '' then
   redis.call('SADD', KEYS[2], ARGV[1])
@@ -20,18 +21,28 @@ if ARGV[1] ~= '' then
 end
 local result = redis.call('GET', KEYS[1])
 if result then return {result, 0} end
-local fresh = redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3])
-if fresh then return {false, 1} end
+if redis.call('SET', KEYS[3], ARGV[3], 'NX', 'EX', ARGV[2]) then return {false, 1} end
+if redis.call('GET', KEYS[3]) == ARGV[3] then return {false, 1} end
 return {false, 0}
 """
 
-# KEYS: result, waiters, leases, stored message.  ARGV: outcome bytes, result ttl, notification payload, lease member.
-# Drops the action's lease and stored message. Returns 1 if this call wrote the result, 0 if one existed already.
+# KEYS: run record, result, aborted, stored message.  ARGV: message to store (or ""), ttl.
+# Whether an action may start; unless it is lost or finished, its message is stored for whoever takes it over.
+START: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'lost' end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'finished' end
+if ARGV[1] ~= '' then redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2]) end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 'aborted' end
+return 'start'
+"""
+
+# KEYS: run record, result, waiters, stored message.  ARGV: outcome bytes, ttl, notification payload.
+# Returns 1 if this call wrote the result, 0 if one existed already, -1 if the run is lost (nothing written).
 COMPLETE: Final = """
-local written = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
-redis.call('ZREM', KEYS[3], ARGV[4])
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local written = redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2])
 redis.call('DEL', KEYS[4])
-local channels = redis.call('SMEMBERS', KEYS[2])
+local channels = redis.call('SMEMBERS', KEYS[3])
 for _, channel in ipairs(channels) do
   redis.call('PUBLISH', channel, ARGV[3])
 end
@@ -39,8 +50,15 @@ if written then return 1 end
 return 0
 """
 
-ATTACH_TTLS: Final = (WAITERS_TTL_S, ENQUEUED_TTL_S)
-COMPLETE_TTL: Final = RESULT_TTL_S
+
+class Start(str, Enum):
+    """What the start checks of an action found."""
+
+    START = "start"  # run it
+    FINISHED = "finished"  # it has a result: a message delivered twice, or replayed
+    ABORTED = "aborted"  # its run was aborted: record that instead of running
+    LOST = "lost"  # its run's record is gone: write nothing
+    DUPLICATE = "duplicate"  # another worker holds its live lease: leave it to that one
 
 
 def notification(run: str, action: str) -> str:

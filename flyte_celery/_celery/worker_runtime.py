@@ -8,7 +8,6 @@ releases it, the body returns (`Ignore`: acknowledged, no state) and the parent 
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import json
 import os
@@ -23,20 +22,22 @@ from celery.exceptions import Ignore
 from redis.exceptions import RedisError
 
 from flyte_celery._action_call import ActionCall
-from flyte_celery._cache.redis_store import RedisCacheStore
+from flyte_celery._cache.redis_store import redis_cache
 from flyte_celery._celery.controller import CeleryController
-from flyte_celery._celery.envelope import HEADER, Envelope, decode_envelope
+from flyte_celery._celery.envelope import HEADER, Envelope, claimed_identity, decode_envelope
 from flyte_celery._celery.events import send_finished_event
 from flyte_celery._celery.leases import LeaseKeeper
+from flyte_celery._celery.message import MAC_HEADER, AuthenticMessage, authenticate_message
 from flyte_celery._celery.outcome import Outcome
+from flyte_celery._celery.records import Start
 from flyte_celery._celery.runtime import Runtime
-from flyte_celery._celery.signing import verify
 from flyte_celery._celery.slots import Slot, slot_held
 from flyte_celery._config_model import Settings
 from flyte_celery._context import Mode, current_frame
 from flyte_celery._environ import action_environ, install_context_environ
 from flyte_celery._execution import execute_action, format_traceback
 from flyte_celery._logging import LogOverrides, configure_logging, enable_per_run_settings, system_logger
+from flyte_celery._signing import Authenticated
 from flyte_celery._values import loads_value
 from flyte_celery.errors import (
     ActionAbortedError,
@@ -44,6 +45,7 @@ from flyte_celery.errors import (
     MaxQueuedTimeExceededError,
     MessageDecodeError,
     RuntimeSystemError,
+    UnsafePayloadError,
 )
 
 T = TypeVar("T")
@@ -58,13 +60,12 @@ class ActionHost:
         self.runtime = runtime
         self.loop = loop
         self.controller = CeleryController(runtime, loop)
-        settings = runtime.settings
-        self.store = RedisCacheStore(settings.redis_url_resolved(), prefix=settings.redis.key_prefix)
+        self.cache = redis_cache(runtime.settings, runtime.keyring)
         self._running: defaultdict[str, set[asyncio.Task[Any]]] = defaultdict(set)
         self.leases: LeaseKeeper | None = None
         self.handing_off = False
-        runtime.on_abort.append(self._abort_run)
-        runtime.hosted_runs.append(lambda: list(self._running))
+        runtime.on_abort(self._abort_run)
+        runtime.watch_runs(lambda: list(self._running))
 
     def _send_end_event(self, envelope: Envelope, outcome: Outcome, started: float, hostname: str) -> None:
         try:
@@ -75,7 +76,7 @@ class ActionHost:
     async def run(
         self,
         envelope: Envelope,
-        inputs_blob: bytes,
+        inputs: Authenticated,
         slot: Slot | None,
         mode: Mode,
         hostname: str | None = None,
@@ -84,8 +85,8 @@ class ActionHost:
         """Run one action to its outcome, record it, and wake whoever waits for it.
 
         With its `message` (JSON: what to re-publish), the action holds a lease while it runs, so another worker
-        takes it over if this one dies. Returns None, running nothing, when the action already has a result (a
-        message delivered twice).
+        takes it over if this one dies. Returns None, running nothing, when the action must not start: it has a
+        result already (a message delivered twice), another worker runs it, or its run's records are gone.
         """
         run, action = envelope.run.name, envelope.action.name
         started = time.monotonic()
@@ -94,17 +95,19 @@ class ActionHost:
             self._running[run].add(current)
         holds_lease = message is not None and self.leases is not None
         try:
-            finished, aborted = await _with_redis_retries(
-                lambda: self.runtime.precheck(run, action, message), f"start checks of {envelope.task_id}"
+            start = await _with_redis_retries(
+                lambda: self.runtime.start_checks(run, action, message), f"start checks of {envelope.task_id}"
             )
-            if finished:
+            if start in (Start.FINISHED, Start.DUPLICATE, Start.LOST):
+                if start is Start.LOST:
+                    system_logger.error("dropping action %s: its run's records are gone from Redis", envelope.task_id)
                 return None
             if holds_lease and self.leases is not None:
                 self.leases.hold(run, action)
-            if aborted:
+            if start is Start.ABORTED:
                 outcome = Outcome(error=ActionAbortedError(f"run {run} was aborted before action {action} started"))
             else:
-                outcome = await self._outcome(envelope, inputs_blob, slot, mode)
+                outcome = await self._outcome(envelope, inputs, slot, mode)
             what = f"task {envelope.action.task!r}"
             # A parent waits on this write (which also drops the lease in Redis): retried through a passing hiccup.
             await _with_redis_retries(
@@ -126,27 +129,25 @@ class ActionHost:
             if slot is not None:
                 slot.finish()
 
-    async def _outcome(self, envelope: Envelope, inputs_blob: bytes, slot: Slot | None, mode: Mode) -> Outcome:
+    async def _outcome(self, envelope: Envelope, inputs: Authenticated, slot: Slot | None, mode: Mode) -> Outcome:
         try:
-            bundle = await self.runtime.load_bundle(envelope.action.bundle)
+            bundle = await self.runtime.bundles.load(envelope.action.bundle)
             task = bundle.tasks.get(envelope.action.task)
             if task is None:
                 raise RuntimeSystemError(
                     "TaskNotInBundle", f"task {envelope.action.task!r} is not in code bundle {envelope.action.bundle}"
                 )
             _check_queued_time(envelope, task.timeout.max_queued_time_s)
-            inputs = loads_value(verify(self.runtime.signing_key, inputs_blob, f"inputs of {envelope.task_id}"))
             spec = envelope.run.to_spec()
-            call = ActionCall(
-                task, inputs, envelope.task_context(mode), envelope.action.cache_key, envelope.action.read_cache
-            )
-            store = self.store if call.cache_key else None
+            context = envelope.task_context(mode)
+            call = ActionCall(task, loads_value(inputs), context, envelope.action.cache_key, envelope.action.read_cache)
+            cache = self.cache if call.cache_key else None
             with action_environ({**task.env_vars, **spec.env_vars}):
                 if slot is None:
-                    value = await execute_action(call, spec, self.controller, store)
+                    value = await execute_action(call, spec, self.controller, cache)
                 else:
                     with slot_held(slot):
-                        value = await execute_action(call, spec, self.controller, store)
+                        value = await execute_action(call, spec, self.controller, cache)
             return Outcome(value=value)
         except BaseRuntimeError as err:
             return Outcome(error=err)
@@ -220,13 +221,13 @@ class WorkerRuntime:
         self.runtime = Runtime(settings, app)
         self.call(self.runtime.start())
         self.host = ActionHost(self.runtime, self.loop)
-        self.leases = self.host.leases = LeaseKeeper(settings.redis_url_resolved(), self.runtime.keys, app)
+        self.leases = self.host.leases = LeaseKeeper(settings, self.runtime.keys, app)
 
     def call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def start(
-        self, envelope: Envelope, inputs: bytes, hostname: str | None, message: str
+        self, envelope: Envelope, inputs: Authenticated, hostname: str | None, message: str
     ) -> tuple[Slot, concurrent.futures.Future[Outcome | None]]:
         slot = Slot()
         coro = self.host.run(envelope, inputs, slot, "remote", hostname, message)
@@ -265,54 +266,55 @@ def worker_runtime(settings: Settings, app: Celery) -> WorkerRuntime:
 
 
 def run_action_body(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any], settings: Settings) -> str:
-    """The body of the entry Celery task (see the module docstring); never raises for a bad message."""
-    raw = getattr(task.request, HEADER, None)
-    if raw is None:
-        raw = (task.request.headers or {}).get(HEADER)
+    """The body of the entry Celery task (see the module docstring). It never raises for a bad message and records
+    nothing for one that is not authentic: the names such a message claims are not to be trusted."""
+    request = task.request
+    headers = {name: _header(request, name) for name in (HEADER, MAC_HEADER)}
     runtime = worker_runtime(settings, task.app)
     try:
-        envelope = decode_envelope(raw)
-    except MessageDecodeError as err:
-        _record_undecodable(runtime, raw, err)
-        return f"rejected: {err}"
+        if kwargs:
+            raise MessageDecodeError("a message of ours has no keyword arguments", field="kwargs")
+        authentic = authenticate_message(runtime.runtime.keyring, headers, args)
+    except (MessageDecodeError, UnsafePayloadError) as err:
+        system_logger.error("refused message %s: %s", request.id, err)
+        return f"refused: {err}"
     try:
-        if len(args) != 1 or kwargs or not isinstance(args[0], str):
-            raise ValueError(f"expected one base64 string argument, got args={args!r:.200} kwargs={kwargs!r:.200}")
-        inputs_b64 = args[0]
-        try:
-            inputs = base64.b64decode(inputs_b64, validate=True)
-        except ValueError as exc:
-            raise ValueError(f"inputs are not base64: {exc}") from None
-    except (ValueError, TypeError) as exc:
-        error = MessageDecodeError(f"bad arguments: {exc}", field="args[0]")
-        runtime.call(runtime.runtime.complete(envelope.run.name, envelope.action.name, Outcome(error=error), "inputs"))
-        return f"rejected: {error}"
+        envelope = decode_envelope(authentic.envelope_text)
+    except MessageDecodeError as err:
+        _record_undecodable(runtime, authentic, err)
+        return f"rejected: {err}"
+    if envelope.task_id != request.id:
+        system_logger.error("refused message %s: its envelope names action %s", request.id, envelope.task_id)
+        return "refused: task id and envelope disagree"
     # What a sweeper re-publishes if this worker dies before the action ends.
     message = json.dumps(
         {
-            "args": [inputs_b64],
-            "headers": {HEADER: raw},
-            "argsrepr": getattr(task.request, "argsrepr", None),
-            "kwargsrepr": getattr(task.request, "kwargsrepr", None),
+            "args": list(args),
+            "headers": headers,
+            "argsrepr": getattr(request, "argsrepr", None),
+            "kwargsrepr": getattr(request, "kwargsrepr", None),
         }
     )
-    slot, future = runtime.start(envelope, inputs, getattr(task.request, "hostname", None), message)
+    slot, future = runtime.start(envelope, authentic.inputs, getattr(request, "hostname", None), message)
     slot.wait()
     if slot.released and not future.done():
         raise Ignore()  # acknowledged: from here on the action's lease keeps it alive
     outcome = future.result()
     if outcome is None:
-        return "already finished"
+        return "not started: finished, running elsewhere, or its run is gone"
     return "failed" if outcome.error is not None else "succeeded"
 
 
-def _record_undecodable(runtime: WorkerRuntime, raw: object, err: MessageDecodeError) -> None:
-    system_logger.error("rejected a message with a bad %r header: %s", HEADER, err)
-    # Fail the action if the message says which it is, so its parent does not wait forever.
-    try:
-        run = raw["run"]["name"]  # type: ignore[index]
-        action = raw["action"]["name"]  # type: ignore[index]
-    except (TypeError, KeyError):
-        return
-    if isinstance(run, str) and isinstance(action, str):
-        runtime.call(runtime.runtime.complete(run, action, Outcome(error=err), "a bad message"))
+def _header(request: Any, name: str) -> Any:
+    value = getattr(request, name, None)
+    return value if value is not None else (request.headers or {}).get(name)
+
+
+def _record_undecodable(runtime: WorkerRuntime, authentic: AuthenticMessage, err: MessageDecodeError) -> None:
+    # An authentic message (e.g. from a newer client) names its action truthfully: fail that action, so its parent
+    # does not wait forever, and say how to fix it.
+    system_logger.error("rejected an authentic message whose %r header does not decode: %s", HEADER, err)
+    identity = claimed_identity(authentic.envelope_text)
+    if identity is not None:
+        run, action = identity
+        runtime.call(runtime.runtime.complete(run, action, Outcome(error=err), "a message that does not decode"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from flyte_celery._cache import CacheStore
+from flyte_celery._cache.sealed import SealedCache
 from flyte_celery._context import Frame, Mode
 from flyte_celery._controllers.shared import ChildCalls
 from flyte_celery._execution import execute_action
@@ -21,19 +21,19 @@ class LocalController(ChildCalls):
     """
 
     def __init__(
-        self, run: RunSpec, store: CacheStore | None, loop: asyncio.AbstractEventLoop, mode: Mode = "local"
+        self, run: RunSpec, cache: SealedCache | None, loop: asyncio.AbstractEventLoop, mode: Mode = "local"
     ) -> None:
         super().__init__(loop, mode)
         self.run = run
-        self.store = store
+        self.cache = cache
 
     async def submit(
         self, frame: Frame, task: TaskTemplate[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         call = self.prepare(frame, task, args, kwargs)
         async with self.limit_for(frame):
-            return await execute_action(call, self.run, self, self.store)
+            return await execute_action(call, self.run, self, self.cache)
 
     async def stop(self) -> None:
-        if self.store is not None:
-            await self.store.close()
+        if self.cache is not None:
+            await self.cache.close()

@@ -317,7 +317,8 @@ def test_redis_key_layout_and_entry_ttl(redis_url: str, redis_client: Any) -> No
         assert await store.reserve("g:abc", "alice", 30)
 
     run(lambda: RedisCacheStore(redis_url, prefix="pfx:", entry_ttl_s=100), body)
-    assert redis_client.get("pfx:cache:g:abc") == b"v"
-    assert 0 < redis_client.ttl("pfx:cache:g:abc") <= 100
-    assert redis_client.get("pfx:cache-lock:g:abc") == b"alice"
-    assert 0 < redis_client.pttl("pfx:cache-lock:g:abc") <= 30_000
+    # The `{<key>}` hash tag keeps an entry and its lock in one Redis Cluster slot.
+    assert redis_client.get("pfx:cache:{g:abc}") == b"v"
+    assert 0 < redis_client.ttl("pfx:cache:{g:abc}") <= 100
+    assert redis_client.get("pfx:cache-lock:{g:abc}") == b"alice"
+    assert 0 < redis_client.pttl("pfx:cache-lock:{g:abc}") <= 30_000

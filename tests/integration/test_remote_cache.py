@@ -18,8 +18,8 @@ from tests.integration.programs import remote_cache
 
 RUN_DEADLINE_S = 30.0
 CACHE_PREFIX = "flyte_celery:cache:"
-# A `cache_key` at the end of a Redis key: "g:<sha256>" or "pd:<project>:<domain>:<sha256>".
-CACHE_KEY_AT_END = re.compile(r"((?:g|pd:[^:]*:[^:]*):[0-9a-f]{64})$")
+# A `cache_key` in the hash tag that ends a Redis key: "{g:<sha256>}" or "{pd:<project>:<domain>:<sha256>}".
+CACHE_KEY_AT_END = re.compile(r"\{((?:g|pd:[^:]*:[^:]*):[0-9a-f]{64})\}$")
 
 
 def _executions(redis_client: Any, name: str) -> int:
@@ -149,4 +149,4 @@ def test_cache_entries_use_the_documented_key_layout(worker_factory: WorkerFacto
     worker_factory.start(concurrency=1)
     assert _run(remote_cache.cached_square, 8) == 64
     expected = _expected_key(remote_cache.cached_square, {"x": 8})
-    assert _cache_entries(redis_client) == [f"{CACHE_PREFIX}{expected}"]
+    assert _cache_entries(redis_client) == [f"{CACHE_PREFIX}{{{expected}}}"]

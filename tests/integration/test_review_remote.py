@@ -60,7 +60,7 @@ def test_parent_wakes_up_after_its_reply_channel_reconnects(
             if int(client["db"]) == db and int(client.get("sub", 0)) == 2:
                 killed += redis_client.client_kill_filter(_id=client["id"])
     assert killed, "the worker's reply-channel subscription was never seen"
-    child_results = f"flyte_celery:result:{run.name}:*"
+    child_results = Keys("flyte_celery:").result(run.name, "*")
     wait_until(lambda: redis_client.keys(child_results), RUN_DEADLINE_S, "the child's result")  # the child is done
     # The subscription is back: a new run on the same (single) pool process completes.
     after = flyte.with_runcontext(mode="remote").run(review_tasks.gated_parent, gate)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 import flyte_celery as flyte
+from flyte_celery._celery.keys import Keys
 from tests._workers import WorkerFactory
 from tests.integration.programs import slow, trees
 
@@ -33,6 +34,6 @@ def test_flyte_run_picks_remote_when_the_config_says_so(
 
     run = flyte.run(trees.tree, 2, 2)
 
-    assert redis_client.exists(f"flyte_celery:run:{run.name}")  # recorded on the cluster, not run in-process
+    assert redis_client.exists(Keys("flyte_celery:").run(run.name))  # recorded on the cluster, not run in-process
     assert flyte.Run.get(run.name).wait(timeout=60) == flyte.ActionPhase.SUCCEEDED
     assert run.outputs().o0 == 4

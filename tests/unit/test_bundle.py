@@ -1,4 +1,5 @@
-"""Code bundles: which tasks a root reaches, the pickled round trip, and cache keys without the source."""
+"""Code bundles: which tasks a root reaches, the sealed round trip (and what it refuses to unpickle), and cache keys
+without the source."""
 
 from __future__ import annotations
 
@@ -30,13 +31,33 @@ from flyte_celery._celery.bundle import (
     collect_tasks,
     dumps_by_value,
     is_user_module,
-    load_bundle,
+    open_bundle,
+    seal_bundle,
 )
 from flyte_celery._run_spec import RunSpec
+from flyte_celery._signing import SEAL_HEADER_BYTES, KeyRing
 from flyte_celery._task import TaskTemplate
+from flyte_celery.errors import UnknownSigningKeyError, UnsafePayloadError
 from tests.unit.bundle_programs import graph, leaf_module
 
 GRAPH = "unit-bundle-graph"
+KEYS = KeyRing(b"unit-bundle-key")
+LOADED: list[str] = []  # what `_record_load` was called with: a pickle that reached the unpickler
+
+
+def _record_load(tag: str) -> str:
+    LOADED.append(tag)
+    return tag
+
+
+class LoadsLoudly:
+    """Unpickling it calls `_record_load`, so a test can tell whether refused bytes were ever unpickled."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_record_load, (self.tag,))
 
 
 def names(*tasks: TaskTemplate[Any, Any]) -> set[str]:
@@ -139,13 +160,18 @@ def test_collect_tasks_follows_keyword_only_defaults() -> None:
     assert graph.via_default.name in collect_tasks(graph.root_keyword_default)
 
 
-# --- build_bundle / load_bundle ---------------------------------------------------------------------------------
+# --- build_bundle / seal_bundle / open_bundle --------------------------------------------------------------------
+
+
+def stored_and_opened(data: bytes) -> Bundle:
+    """A client seals bundle bytes for their digest; a worker opens them by that digest."""
+    return open_bundle(KEYS, bundle_digest(data), seal_bundle(KEYS, data))
 
 
 def test_build_and_load_round_trip_keeps_tasks_by_name() -> None:
     data, built = build_bundle(graph.root_all)
     assert set(built.tasks) == set(collect_tasks(graph.root_all))
-    loaded = load_bundle(data)
+    loaded = stored_and_opened(data)
     assert isinstance(loaded, Bundle)
     assert set(loaded.tasks) == set(built.tasks)
     for name, task in loaded.tasks.items():
@@ -167,7 +193,7 @@ def test_cache_versions_are_computed_from_source_for_cached_tasks_only() -> None
         task = built.tasks[name]
         expected = task.cache.get_version(VersionParameters(func=task.func, image=task.image))
         assert built.cache_versions[name] == expected
-    assert load_bundle(data).cache_versions == built.cache_versions
+    assert stored_and_opened(data).cache_versions == built.cache_versions
 
 
 def test_bundle_digest_is_a_stable_prefix_of_sha256() -> None:
@@ -178,9 +204,76 @@ def test_bundle_digest_is_a_stable_prefix_of_sha256() -> None:
     assert bundle_digest(data) == digest != bundle_digest(data + b"x")
 
 
-def test_load_bundle_refuses_other_pickles() -> None:
-    with pytest.raises(TypeError, match="must hold a Bundle"):
-        load_bundle(cloudpickle.dumps({"tasks": {}}))
+def test_open_bundle_refuses_a_sealed_pickle_of_something_else() -> None:
+    data = cloudpickle.dumps({"tasks": {}})
+    digest = bundle_digest(data)
+    with pytest.raises(UnsafePayloadError, match=f"code bundle {digest} holds a dict, not a bundle"):
+        open_bundle(KEYS, digest, seal_bundle(KEYS, data))
+
+
+def test_open_bundle_refuses_a_blob_stored_under_another_digest() -> None:
+    data, _ = build_bundle(graph.root_partial)
+    other, _ = build_bundle(graph.root_global)
+    with pytest.raises(UnsafePayloadError) as info:
+        open_bundle(KEYS, bundle_digest(other), seal_bundle(KEYS, data))
+    assert type(info.value) is UnsafePayloadError
+    assert f"code bundle {bundle_digest(other)} failed authentication" in str(info.value)
+
+
+def test_open_bundle_refuses_bytes_that_do_not_hash_to_their_digest_without_loading_them() -> None:
+    # Sealed by a key holder for the digest it is stored under, but not the bytes that digest names.
+    data = cloudpickle.dumps(LoadsLoudly("mismatched"))
+    digest = bundle_digest(cloudpickle.dumps("the real bundle"))
+    blob = KEYS.seal(data, bundle_module.BUNDLE_PURPOSE, digest)
+    with pytest.raises(UnsafePayloadError, match="does not hash to its digest"):
+        open_bundle(KEYS, digest, blob)
+    assert "mismatched" not in LOADED
+
+
+def test_a_sealed_pickle_that_is_not_a_bundle_is_loaded_then_refused() -> None:
+    # The control for the tests above: `LoadsLoudly` does record a load when its bytes pass every check.
+    data = cloudpickle.dumps(LoadsLoudly("authentic"))
+    with pytest.raises(UnsafePayloadError, match="holds a str, not a bundle"):
+        open_bundle(KEYS, bundle_digest(data), seal_bundle(KEYS, data))
+    assert "authentic" in LOADED
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda blob: blob[:-1] + bytes([blob[-1] ^ 1]),
+        lambda blob: blob[SEAL_HEADER_BYTES:],
+        lambda blob: b"",
+    ],
+    ids=["flipped-byte", "cut-header", "empty"],
+)
+def test_open_bundle_refuses_a_tampered_blob_without_loading_it(tamper: Any) -> None:
+    data = cloudpickle.dumps(LoadsLoudly("tampered"))
+    digest = bundle_digest(data)
+    with pytest.raises(UnsafePayloadError):
+        open_bundle(KEYS, digest, tamper(seal_bundle(KEYS, data)))
+    assert "tampered" not in LOADED
+
+
+def test_open_bundle_refuses_the_raw_unsealed_bundle_bytes() -> None:
+    data, _ = build_bundle(graph.root_partial)
+    with pytest.raises(UnsafePayloadError, match="not a sealed payload"):
+        open_bundle(KEYS, bundle_digest(data), data)
+
+
+def test_open_bundle_refuses_a_bundle_of_another_key_naming_it() -> None:
+    data, _ = build_bundle(graph.root_partial)
+    foreign = KeyRing(b"another fleet's key")
+    with pytest.raises(UnknownSigningKeyError) as info:
+        open_bundle(KEYS, bundle_digest(data), seal_bundle(foreign, data))
+    assert info.value.key_id == foreign.current_id
+    assert info.value.accepted_ids == KEYS.ids
+
+
+def test_open_bundle_with_a_rotated_ring_reads_bundles_of_the_old_key() -> None:
+    data, built = build_bundle(graph.root_partial)
+    rotated = KeyRing(b"the new key", [KEYS.current])
+    assert set(open_bundle(rotated, bundle_digest(data), seal_bundle(KEYS, data)).tasks) == set(built.tasks)
 
 
 def test_cache_key_survives_without_the_source(source_module: tuple[ModuleType, Path]) -> None:
@@ -192,7 +285,7 @@ def test_cache_key_survives_without_the_source(source_module: tuple[ModuleType, 
     version = built.cache_versions[module.tripled.name]
 
     make_source_unavailable(module, path)
-    loaded = load_bundle(data).tasks[module.tripled.name]
+    loaded = stored_and_opened(data).tasks[module.tripled.name]
     # The premise: computed here, the version would differ (the source is gone) ...
     assert loaded.cache.get_version(VersionParameters(func=loaded.func, image=loaded.image)) != version
     # ... but the shipped one is used, so the key is the one local mode computes.

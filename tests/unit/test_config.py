@@ -235,6 +235,77 @@ def test_secret_values_are_not_echoed_in_errors() -> None:
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "security:\n  accepted_keys: {old: hunter2}\n",
+        "security:\n  accepted_keys: [fine, [hunter2]]\n",
+        "security:\n  signing_key: [hunter2]\n",
+    ],
+    ids=["accepted-keys-mapping", "accepted-key-list", "signing-key-list"],
+)
+def test_bad_secret_values_in_a_file_are_not_echoed(isolated: Path, text: str) -> None:
+    write(isolated / "config.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={})
+    assert "hunter2" not in str(info.value)
+    assert "<hidden>" in str(info.value)
+    assert str(info.value.key).startswith("security.")
+
+
+# --- security, retention and cache ---
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("a, b", ["a", "b"]), ("only", ["only"]), (" a ,, b ,", ["a", "b"]), ("k#1,0x1F", ["k#1", "0x1F"])],
+)
+def test_accepted_keys_from_env_are_comma_separated_and_verbatim(value: str, expected: list[str]) -> None:
+    settings = load_settings(environ={"FLYTE_CELERY_SECURITY_ACCEPTED_KEYS": value})
+    assert [key.get_secret_value() for key in settings.security.accepted_keys] == expected
+
+
+def test_an_empty_accepted_keys_env_variable_means_no_keys() -> None:
+    # `FLYTE_CELERY_SECURITY_ACCEPTED_KEYS=` (e.g. `${OLD_KEYS:-}` in a compose file): no older keys, not an error.
+    settings = load_settings(environ={"FLYTE_CELERY_SECURITY_ACCEPTED_KEYS": ""})
+    assert settings.security.accepted_keys == []
+
+
+def test_accepted_keys_from_a_file_list(isolated: Path) -> None:
+    write(isolated / "config.yaml", "security:\n  signing_key: current\n  accepted_keys: [old-1, old-2]\n")
+    security = load_settings(environ={}).security
+    assert security.signing_key is not None
+    assert security.signing_key.get_secret_value() == "current"
+    assert [key.get_secret_value() for key in security.accepted_keys] == ["old-1", "old-2"]
+
+
+def test_keys_never_show_in_reprs() -> None:
+    settings = load_settings(
+        environ={"FLYTE_CELERY_SECURITY_SIGNING_KEY": "hunter2", "FLYTE_CELERY_SECURITY_ACCEPTED_KEYS": "hunter3"}
+    )
+    for text in (repr(settings), str(settings), repr(settings.security), str(settings.model_dump())):
+        assert "hunter2" not in text
+        assert "hunter3" not in text
+
+
+def test_retention_and_cache_from_env_and_their_bounds() -> None:
+    settings = load_settings(
+        environ={
+            "FLYTE_CELERY_RETENTION_RESULTS_S": "3600",
+            "FLYTE_CELERY_RETENTION_RUNS_S": "7200",
+            "FLYTE_CELERY_CACHE_MAX_AGE_S": "null",
+            "FLYTE_CELERY_CACHE_MAX_ENTRY_BYTES": "1024",
+        }
+    )
+    assert (settings.retention.results_s, settings.retention.runs_s) == (3600, 7200)
+    assert (settings.cache.max_age_s, settings.cache.max_entry_bytes) == (None, 1024)
+    with pytest.raises(ConfigError, match=r"retention\.results_s.*FLYTE_CELERY_RETENTION_RESULTS_S") as info:
+        load_settings(environ={"FLYTE_CELERY_RETENTION_RESULTS_S": "5"})
+    assert info.value.key == "retention.results_s"
+    with pytest.raises(ConfigError, match=r"cache\.max_entry_bytes"):
+        load_settings(environ={"FLYTE_CELERY_CACHE_MAX_ENTRY_BYTES": "-1"})
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [("run: [unclosed\n", "Cannot read config file"), ("- a\n- b\n", "must be a mapping of sections")],
 )

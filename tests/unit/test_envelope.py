@@ -15,10 +15,12 @@ from flyte_celery._action_call import prepare_child_call, prepare_root_call
 from flyte_celery._celery.controller import action_message, child_envelope
 from flyte_celery._celery.envelope import (
     HEADER,
+    MAX_ENVELOPE_CHARS,
     SCHEMA_VERSION,
     ActionMessage,
     Envelope,
     RunContextMessage,
+    claimed_identity,
     decode_envelope,
     group_of,
 )
@@ -83,6 +85,11 @@ def minimal_raw(**overrides: Any) -> dict[str, Any]:
     return raw
 
 
+def text_of(raw: Any) -> str:
+    """A header value as it travels: JSON text."""
+    return json.dumps(raw)
+
+
 def sample_envelope() -> Envelope:
     spec = full_spec()
     return Envelope(
@@ -140,57 +147,101 @@ def test_default_spec_round_trips() -> None:
 # --- encode / decode --------------------------------------------------------------------------------------------
 
 
-def test_encode_is_json_serialisable_and_round_trips() -> None:
+def test_encode_is_compact_json_text_that_round_trips() -> None:
     envelope = sample_envelope()
-    wire = json.loads(json.dumps(envelope.encode()))
-    assert decode_envelope(wire) == envelope
+    text = envelope.encode()
+    assert isinstance(text, str)
+    assert text == json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
+    assert decode_envelope(text) == envelope
+    assert decode_envelope(text).encode() == text
+
+
+def test_encode_is_deterministic() -> None:
+    # The MAC covers the exact text: two encodings of one envelope must be the same text.
+    assert sample_envelope().encode() == sample_envelope().encode()
 
 
 def test_encode_of_minimal_envelope_round_trips() -> None:
-    envelope = decode_envelope(minimal_raw())
-    assert decode_envelope(json.loads(json.dumps(envelope.encode()))) == envelope
+    envelope = decode_envelope(text_of(minimal_raw()))
+    assert decode_envelope(envelope.encode()) == envelope
+    assert json.loads(envelope.encode()) == minimal_raw()
 
 
-def test_decode_does_not_mutate_the_header() -> None:
-    raw = minimal_raw()
-    before = copy.deepcopy(raw)
-    decode_envelope(raw)
-    assert raw == before
+def test_non_ascii_text_round_trips_unescaped() -> None:
+    envelope = Envelope(
+        run=RunContextMessage(name="r1", env_vars={"GREETING": "gr\u00fc\u00df dich \u2603"}),
+        action=ActionMessage(name="a0", task="env.t", bundle="digest", queue="q"),
+    )
+    text = envelope.encode()
+    assert "gr\u00fc\u00df dich \u2603" in text
+    assert decode_envelope(text).run.env_vars == {"GREETING": "gr\u00fc\u00df dich \u2603"}
 
 
 def test_encoded_header_carries_its_schema_version() -> None:
-    assert sample_envelope().encode()["v"] == SCHEMA_VERSION
+    assert SCHEMA_VERSION == 2
+    assert json.loads(sample_envelope().encode())["v"] == SCHEMA_VERSION
+    assert json.loads(decode_envelope(text_of(minimal_raw(v=2))).encode())["v"] == 2
 
 
-@pytest.mark.parametrize("raw", [None, b"\x80bytes", ["a", "list"]])
-def test_missing_or_non_dict_header_names_the_header(raw: object) -> None:
-    with pytest.raises(MessageDecodeError) as info:
+@pytest.mark.parametrize(
+    "raw",
+    [None, b"\x80bytes", ["a", "list"], {"v": 2, "run": {"name": "r1"}}, minimal_raw(), 42],
+    ids=["none", "bytes", "list", "partial-dict", "whole-envelope-dict", "int"],
+)
+def test_a_header_that_is_not_text_is_refused_naming_the_header(raw: object) -> None:
+    with pytest.raises(MessageDecodeError, match="not text") as info:
         decode_envelope(raw)
     assert info.value.field == HEADER
     assert isinstance(info.value.raw, bytes)
     assert info.value.code == "MessageDecodeError"
 
 
-def test_non_dict_header_keeps_its_raw_value() -> None:
-    with pytest.raises(MessageDecodeError) as info:
-        decode_envelope("garbage-header")
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("garbage-header", "not JSON"),
+        ("", "not JSON"),
+        ('{"v": 2, "run": ', "not JSON"),
+        ('["a", "list"]', "not a JSON object"),
+        ("42", "not a JSON object"),
+        ('"a string"', "not a JSON object"),
+        ("null", "not a JSON object"),
+    ],
+)
+def test_text_that_is_not_a_json_object_is_refused_naming_the_header(text: str, complaint: str) -> None:
+    with pytest.raises(MessageDecodeError, match=complaint) as info:
+        decode_envelope(text)
+    assert info.value.field == HEADER
     assert info.value.raw is not None
-    assert b"garbage-header" in info.value.raw
+    assert repr(text).encode() in info.value.raw
 
 
-def test_unknown_schema_version_is_refused_naming_v() -> None:
-    raw = minimal_raw(v=99)
-    with pytest.raises(MessageDecodeError, match="99") as info:
-        decode_envelope(raw)
+def test_text_over_the_size_cap_is_refused() -> None:
+    raw = minimal_raw(padding="")
+    fill = MAX_ENVELOPE_CHARS - len(text_of(raw))
+    raw["padding"] = "x" * fill  # an unknown field, ignored: at the cap the envelope decodes
+    assert len(text_of(raw)) == MAX_ENVELOPE_CHARS
+    assert decode_envelope(text_of(raw)) == decode_envelope(text_of(minimal_raw()))
+    raw["padding"] = "x" * (fill + 1)
+    with pytest.raises(MessageDecodeError, match=f"over {MAX_ENVELOPE_CHARS} characters") as info:
+        decode_envelope(text_of(raw))
+    assert info.value.field == HEADER
+
+
+@pytest.mark.parametrize("version", [99, 1, 0, "2", 2.0, None], ids=["99", "1", "0", "str", "float", "null"])
+def test_unknown_schema_version_is_refused_naming_v(version: object) -> None:
+    with pytest.raises(MessageDecodeError, match="unknown envelope schema version") as info:
+        decode_envelope(text_of(minimal_raw(v=version)))
     assert info.value.field == "v"
     assert info.value.raw is not None
-    assert b"99" in info.value.raw
+    assert repr(version).encode() in info.value.raw
     assert b"r1" in info.value.raw
 
 
 def test_boolean_schema_version_is_refused() -> None:
-    with pytest.raises(MessageDecodeError):
-        decode_envelope(minimal_raw(v=True))
+    with pytest.raises(MessageDecodeError) as info:
+        decode_envelope(text_of(minimal_raw(v=True)))
+    assert info.value.field == "v"
 
 
 @pytest.mark.parametrize(
@@ -212,7 +263,7 @@ def test_bad_field_raises_naming_it_and_keeps_raw(mutate: Any, field: str) -> No
     raw = minimal_raw()
     mutate(raw)
     with pytest.raises(MessageDecodeError) as info:
-        decode_envelope(raw)
+        decode_envelope(text_of(raw))
     assert info.value.field == field
     assert isinstance(info.value.raw, bytes)
     assert b"a0" in info.value.raw
@@ -220,18 +271,27 @@ def test_bad_field_raises_naming_it_and_keeps_raw(mutate: Any, field: str) -> No
 
 
 def test_raw_is_bounded_for_huge_headers() -> None:
-    raw = minimal_raw(v=2)
+    raw = minimal_raw(v=99)
     raw["padding"] = "x" * 100_000
     with pytest.raises(MessageDecodeError) as info:
-        decode_envelope(raw)
+        decode_envelope(text_of(raw))
+    assert info.value.field == "v"
     assert info.value.raw is not None
     assert 0 < len(info.value.raw) <= 4096
 
 
-def test_old_message_without_optional_fields_decodes_with_defaults() -> None:
+def test_decode_does_not_mutate_what_it_is_given() -> None:
     raw = minimal_raw()
-    del raw["v"]  # a header from before `v` was written
-    envelope = decode_envelope(raw)
+    text = text_of(raw)
+    before = copy.deepcopy(raw)
+    decode_envelope(text)
+    assert json.loads(text) == raw == before
+
+
+def test_message_without_optional_fields_decodes_with_defaults() -> None:
+    raw = minimal_raw()
+    del raw["v"]  # `v` defaults to this schema version
+    envelope = decode_envelope(text_of(raw))
     assert envelope.v == SCHEMA_VERSION
     assert envelope.run.mode == "remote"
     assert envelope.run.env_vars == {}
@@ -250,16 +310,55 @@ def test_unknown_extra_fields_are_ignored() -> None:
     raw = minimal_raw(future_top_level={"x": 1})
     raw["run"]["future_run_field"] = [1, 2]
     raw["action"]["future_action_field"] = "yes"
-    envelope = decode_envelope(raw)
-    assert envelope == decode_envelope(minimal_raw())
-    assert "future_action_field" not in envelope.encode()["action"]
+    envelope = decode_envelope(text_of(raw))
+    assert envelope == decode_envelope(text_of(minimal_raw()))
+    encoded = json.loads(envelope.encode())
+    assert "future_action_field" not in encoded["action"]
+    assert "future_top_level" not in encoded
 
 
 def test_task_id_and_group() -> None:
     envelope = sample_envelope()
     assert envelope.task_id == "run-full-abc123"
     assert group_of(envelope) == GroupData("g1")
-    assert group_of(decode_envelope(minimal_raw())) is None
+    assert group_of(decode_envelope(text_of(minimal_raw()))) is None
+
+
+# --- claimed_identity: who a message says it is, before it is trusted or validated --------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [minimal_raw(), minimal_raw(v=99), {"run": {"name": "r1"}, "action": {"name": "a0"}}],
+    ids=["valid", "unknown-version", "names-only"],
+)
+def test_claimed_identity_reads_run_and_action_of_any_version(raw: dict[str, Any]) -> None:
+    assert claimed_identity(text_of(raw)) == ("r1", "a0")
+
+
+def test_claimed_identity_of_an_encoded_envelope() -> None:
+    assert claimed_identity(sample_envelope().encode()) == ("run-full", "abc123")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        "",
+        "[1, 2]",
+        "42",
+        '{"run": {"name": "r1"}}',
+        '{"action": {"name": "a0"}}',
+        '{"run": "r1", "action": "a0"}',
+        '{"run": ["r1"], "action": {"name": "a0"}}',
+        '{"run": {"name": 1}, "action": {"name": "a0"}}',
+        '{"run": {"name": "r1"}, "action": {"name": null}}',
+        '{"run": {"name": ""}, "action": {"name": "a0"}}',
+        '{"run": {"name": "r1"}, "action": {"name": ""}}',
+    ],
+)
+def test_claimed_identity_is_none_when_no_identity_is_named(text: str) -> None:
+    assert claimed_identity(text) is None
 
 
 # --- the TaskContext a worker rebuilds ---------------------------------------------------------------------------
@@ -274,7 +373,7 @@ def test_root_task_context_matches_local_mode(mode: Any) -> None:
         run=RunContextMessage.from_spec(spec),
         action=action_message(call, "digest-0123", spec, parent=None, group=None),
     )
-    wire = decode_envelope(json.loads(json.dumps(envelope.encode())))
+    wire = decode_envelope(envelope.encode())
     assert wire.task_context(mode) == call.context.replace(mode=mode)
     assert wire.action.cache_key == call.cache_key
     assert call.cache_key is not None
@@ -309,7 +408,7 @@ def test_child_task_context_matches_local_mode() -> None:
     frame = Frame(task=parent, run=spec, controller=cast(Any, None))
     call = prepare_child_call(frame, doubled, (5,), {}, TaskCallSequencer(), "local")
     envelope = child_envelope(call, frame, "digest-1")
-    wire = decode_envelope(json.loads(json.dumps(envelope.encode())))
+    wire = decode_envelope(envelope.encode())
     assert wire.action.parent == "a0"
     assert wire.action.group == "batch"
     assert wire.task_context("remote", attempt=2) == call.context.replace(mode="remote", attempt_number=2)

@@ -136,6 +136,8 @@ SAMPLES: dict[str, Callable[[], BaseException]] = {
     "RuntimeDataValidationError": lambda: RuntimeDataValidationError("x", ValueError("not an int"), "my_task"),
     "TaskTimeoutError": lambda: TaskTimeoutError("too slow"),
     "UnsafePayloadError": lambda: UnsafePayloadError("signature mismatch"),
+    "UnknownSigningKeyError": lambda: errors.UnknownSigningKeyError("0badc0de", ("1234abcd", "5678ef01"), "message"),
+    "RunLostError": lambda: errors.RunLostError("nightly"),
 }
 
 
@@ -308,6 +310,30 @@ def test_message_decode_error_keeps_field_and_raw_bytes() -> None:
 def test_unsafe_payload_error_is_a_system_error() -> None:
     err = UnsafePayloadError("payload is not signed")
     assert (err.kind, err.code, str(err)) == ("system", "UnsafePayloadError", "payload is not signed")
+
+
+def test_unknown_signing_key_error_names_the_key_ids() -> None:
+    err = errors.UnknownSigningKeyError("0badc0de", ("1234abcd", "5678ef01"), "result of action r/a0")
+    assert isinstance(err, UnsafePayloadError)
+    assert (err.kind, err.code) == ("system", "UnknownSigningKeyError")
+    assert (err.key_id, err.accepted_ids) == ("0badc0de", ("1234abcd", "5678ef01"))
+    for part in ("result of action r/a0", "'0badc0de'", "1234abcd, 5678ef01", "security.accepted_keys"):
+        assert part in str(err)
+    copy = pickle.loads(pickle.dumps(err))
+    assert (type(copy), copy.key_id, copy.accepted_ids, copy.code) == (
+        errors.UnknownSigningKeyError,
+        "0badc0de",
+        ("1234abcd", "5678ef01"),
+        "UnknownSigningKeyError",
+    )
+
+
+def test_run_lost_error_names_the_run() -> None:
+    err = errors.RunLostError("nightly")
+    assert isinstance(err, RuntimeSystemError)
+    assert (err.kind, err.code, err.run_name) == ("system", "RunLostError", "nightly")
+    assert "nightly" in str(err)
+    assert str(errors.RunLostError("r", "custom message")) == "custom message"
 
 
 def test_run_errors_carry_the_run_name() -> None:

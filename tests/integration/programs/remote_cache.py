@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
-
-import redis
 
 import flyte_celery as flyte
+from tests.integration.programs._executions import count
 
 env = flyte.TaskEnvironment("remote_cache")
 SLOW_SECONDS = 0.5
 
 
-def _count(name: str) -> None:
-    client = redis.Redis.from_url(os.environ["FLYTE_CELERY_REDIS_URL"])
-    try:
-        client.hincrby("test:executions", name, 1)
-    finally:
-        client.close()
-
-
 @env.task(cache="auto")
 async def cached_square(x: int) -> int:
-    _count(f"square-{x}")
+    count(f"square-{x}")
     return x * x
 
 
@@ -35,7 +25,7 @@ async def parent_of_cached(x: int) -> int:
 
 @env.task(cache=flyte.Cache(behavior="auto", serialize=True))
 async def slow_cached(x: int) -> int:
-    _count("slow_cached")
+    count("slow_cached")
     await asyncio.sleep(SLOW_SECONDS)
     return x * 10
 

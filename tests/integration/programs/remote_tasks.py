@@ -10,10 +10,9 @@ import asyncio
 import os
 import time
 
-import redis
-
 import flyte_celery as flyte
 from flyte_celery.errors import RuntimeUserError
+from tests.integration.programs._executions import cluster_redis, count
 
 env = flyte.TaskEnvironment("remote_tasks")
 # A queue no test worker consumes: a child sent there keeps its parent suspended until the run is aborted.
@@ -23,18 +22,6 @@ SIDE_QUEUE = "flyte-celery-tests-side"
 GO_KEY = "test:go"
 WAIT_FOR_GO_S = 20.0
 ENV_VAR = "X"
-
-
-def _client() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["FLYTE_CELERY_REDIS_URL"])
-
-
-def _count(name: str) -> None:
-    client = _client()
-    try:
-        client.hincrby("test:executions", name, 1)
-    finally:
-        client.close()
 
 
 @env.task
@@ -87,7 +74,7 @@ async def never_runs() -> int:
 @env.task
 async def env_holder() -> int:
     """Stays suspended (with the run's env_vars applied) until its run is aborted; records its pid."""
-    client = _client()
+    client = cluster_redis()
     try:
         client.set("test:holder_pid", os.getpid())
     finally:
@@ -98,7 +85,7 @@ async def env_holder() -> int:
 @env.task(queue=SIDE_QUEUE)
 def wait_for_go() -> int:
     """Returns once `GO_KEY` is set (or fails after `WAIT_FOR_GO_S`): lets a test choose when its parent resumes."""
-    client = _client()
+    client = cluster_redis()
     try:
         deadline = time.monotonic() + WAIT_FOR_GO_S
         while not client.exists(GO_KEY):
@@ -121,7 +108,7 @@ async def env_resumer(hold_seconds: float) -> int:
 @env.task
 def env_watcher(seconds: float) -> list[str]:
     """Lets the resumer's child finish, then records every value of the variable seen for `seconds`."""
-    client = _client()
+    client = cluster_redis()
     try:
         client.set(GO_KEY, "1")
     finally:
@@ -139,15 +126,15 @@ def env_watcher(seconds: float) -> list[str]:
 
 @env.task
 async def sleeper(seconds: float) -> int:
-    _count("sleeper")
+    count("sleeper")
     await asyncio.sleep(seconds)
-    _count("sleeper-finished")
+    count("sleeper-finished")
     return 1
 
 
 @env.task
 async def waits_on_sleeper(seconds: float) -> int:
-    _count("waits_on_sleeper")
+    count("waits_on_sleeper")
     return await sleeper(seconds)
 
 
@@ -179,7 +166,7 @@ async def flaky(fail_below: int) -> int:
     """Fails until its attempt number reaches `fail_below`; records every attempt as `<attempt>:<action name>`."""
     context = flyte.ctx()
     assert context is not None
-    client = _client()
+    client = cluster_redis()
     try:
         client.rpush("test:attempts", f"{context.attempt_number}:{context.action.name}")
     finally:

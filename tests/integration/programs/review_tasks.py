@@ -4,32 +4,18 @@ counters and interval recorders in Redis (the tests read them to see what ran wh
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
-import redis
-
 import flyte_celery as flyte
+from tests.integration.programs._executions import cluster_redis, count
 
 env = flyte.TaskEnvironment("review")
 GATE_DEADLINE_S = 30.0
 GATE_POLL_S = 0.002
 
 
-def _client() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["FLYTE_CELERY_REDIS_URL"])
-
-
-def _count(name: str) -> None:
-    client = _client()
-    try:
-        client.hincrby("review:executions", name, 1)
-    finally:
-        client.close()
-
-
 def _record_interval(name: str, start: float) -> None:
-    client = _client()
+    client = cluster_redis()
     try:
         client.rpush(f"review:intervals:{name}", f"{start}:{time.time()}")
     finally:
@@ -39,7 +25,7 @@ def _record_interval(name: str, start: float) -> None:
 @env.task
 def gated(gate: str) -> int:
     """Says it started, then returns as soon as the key `gate` exists (so a test decides when it ends)."""
-    client = _client()
+    client = cluster_redis()
     try:
         client.set(f"{gate}:started", "1")
         deadline = time.monotonic() + GATE_DEADLINE_S
@@ -69,7 +55,7 @@ async def retrying_root(x: int) -> int:
 @env.task
 async def waits_for_marker(marker: str) -> int:
     """Runs until the key `marker` exists (a test sets it after aborting the run), then returns 42."""
-    client = _client()
+    client = cluster_redis()
     try:
         deadline = time.monotonic() + GATE_DEADLINE_S
         while not client.exists(marker) and time.monotonic() < deadline:  # noqa: ASYNC110 - the event is in Redis
@@ -82,13 +68,13 @@ async def waits_for_marker(marker: str) -> int:
 # Checks that should hold (and do): names, seq numbers, map concurrency, sync parents, max_action_concurrency.
 @env.task
 async def counted(tag: str, x: int) -> int:
-    _count(f"{tag}-{x}")
+    count(f"{tag}-{x}", "review:executions")
     return x
 
 
 @env.task
 def counted_sync(tag: str, x: int) -> int:
-    _count(f"{tag}-{x}")
+    count(f"{tag}-{x}", "review:executions")
     return x
 
 

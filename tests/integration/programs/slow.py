@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
-
-import redis
 
 import flyte_celery as flyte
+from tests.integration.programs._executions import count
 
 env = flyte.TaskEnvironment("slow")
 
 
-def _count(name: str) -> None:
-    client = redis.Redis.from_url(os.environ["FLYTE_CELERY_REDIS_URL"])
-    try:
-        client.hincrby("test:executions", name, 1)
-    finally:
-        client.close()
-
-
 @env.task
 async def slow_leaf(i: int, seconds: float) -> int:
-    _count(f"leaf-{i}")
+    count(f"leaf-{i}")
     await asyncio.sleep(seconds)
     return i
 
@@ -30,7 +20,7 @@ async def slow_leaf(i: int, seconds: float) -> int:
 @env.task
 async def sequential_parent(n: int, seconds: float) -> int:
     """Awaits `n` slow children one after the other, so a stop in the middle leaves finished and pending ones."""
-    _count("parent")
+    count("parent")
     total = 0
     for i in range(n):
         total += await slow_leaf(i, seconds)
@@ -42,7 +32,7 @@ def busy(seconds: float) -> int:
     """Holds its worker slot for `seconds` (CPU-bound, in the task body)."""
     import time
 
-    _count("busy")
+    count("busy")
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         pass

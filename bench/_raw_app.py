@@ -1,9 +1,9 @@
-"""The raw-Celery baseline of `bench/overhead.py`: one `noop` task on a plain Celery app with a Redis result backend.
+"""The raw-Celery baseline of the benchmarks: one `noop` task on a plain Celery app with a Redis result backend.
 
 Workers run it as `celery -A bench._raw_app worker -Q <queue> -E ...`; the app is configured from the environment
-(`BENCH_RAW_BROKER_URL`, `BENCH_RAW_BACKEND_URL`, `BENCH_RAW_QUEUE`, `BENCH_RAW_STOCK`). Unless `BENCH_RAW_STOCK=1`,
-delivery mirrors what flyte-celery's app sets (JSON, late acks, prefetch 1, `task-sent` events), so the two sides
-differ only by the framework's own work, not by Celery settings.
+(`BENCH_RAW_BROKER_URL`, `BENCH_RAW_BACKEND_URL`, `BENCH_RAW_QUEUE`, `BENCH_RAW_STOCK`,
+`BENCH_RAW_RESULT_EXPIRES_S`). Unless `BENCH_RAW_STOCK=1`, delivery mirrors what flyte-celery's app sets (JSON, late
+acks, prefetch 1, `task-sent` events), so the two sides differ only by the framework's own work, not by settings.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ DEFAULT_URL: Final = "redis://127.0.0.1:6379/14"
 DEFAULT_QUEUE: Final = "bench-raw"
 
 
-def make_raw_app(broker_url: str, backend_url: str, queue: str, *, stock: bool = False) -> Celery:
+def make_raw_app(
+    broker_url: str, backend_url: str, queue: str, *, stock: bool = False, result_expires_s: int | None = None
+) -> Celery:
     """A Celery app with the `noop` task routed to `queue`.
 
     Args:
@@ -26,6 +28,7 @@ def make_raw_app(broker_url: str, backend_url: str, queue: str, *, stock: bool =
         backend_url: The Redis result backend (`join_native` and `.get()` read results from it).
         queue: The default queue, on which the bench's raw workers listen.
         stock: True keeps Celery's default delivery (early acks, prefetch x4); False mirrors flyte-celery's.
+        result_expires_s: How long results stay in Redis (None: Celery's default, one day).
 
     Returns:
         The app; its `noop` task is `app.tasks[NOOP_TASK]`.
@@ -42,6 +45,8 @@ def make_raw_app(broker_url: str, backend_url: str, queue: str, *, stock: bool =
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
     )
+    if result_expires_s is not None:
+        app.conf.result_expires = result_expires_s
     if not stock:
         app.conf.update(
             task_acks_late=True,
@@ -63,6 +68,9 @@ def _app_from_environment() -> Celery:
         os.environ.get("BENCH_RAW_BACKEND_URL", DEFAULT_URL),
         os.environ.get("BENCH_RAW_QUEUE", DEFAULT_QUEUE),
         stock=os.environ.get("BENCH_RAW_STOCK") == "1",
+        result_expires_s=int(os.environ["BENCH_RAW_RESULT_EXPIRES_S"])
+        if "BENCH_RAW_RESULT_EXPIRES_S" in os.environ
+        else None,
     )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import secrets
 import sys
@@ -112,7 +113,7 @@ def flyte_probe() -> Any:
 
 
 def soak(side: Side, run_batch: Any, actions: int, fan_out: int) -> None:
-    batches = max(1, actions // (fan_out + 1))
+    batches = max(1, math.ceil(actions / (fan_out + 1)))
     done = 0
     side.sample("start", 0)
     for index in range(batches):

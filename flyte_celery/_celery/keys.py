@@ -8,8 +8,8 @@ so Redis with `maxmemory-policy volatile-lru` can bound memory without evicting 
 Key (after the prefix)        type    holds                                        TTL or bound
 {<run>}:run                   hash    the run's record (root task, mode, key id)   retention.runs_s
 {<run>}:result:<action>       string  the sealed outcome of a finished action      retention.results_s
-{<run>}:waiters:<action>      set     reply channels to notify when it finishes    retention.results_s
-{<run>}:enqueued:<action>     string  token of the wait that publishes its message  retention.results_s
+{<run>}:waiters:<action>      set     reply channels to notify when it finishes    retention.results_s; gone at its end
+{<run>}:enqueued:<action>     string  token of the wait that publishes its message  retention.results_s; gone at its end
 {<run>}:message:<action>      string  a running action's message, to re-publish    retention.results_s; gone at its end
 {<run>}:aborted               string  why the run was aborted                      retention.runs_s
 bundle:<digest>               string  a sealed code bundle                         retention.runs_s, renewed per run

@@ -36,16 +36,17 @@ if redis.call('EXISTS', KEYS[3]) == 1 then return 'aborted' end
 return 'start'
 """
 
-# KEYS: run record, result, waiters, stored message.  ARGV: outcome bytes, ttl, notification payload.
+# KEYS: run record, result, waiters, stored message, enqueued.  ARGV: outcome bytes, ttl, notification payload.
 # Returns 1 if this call wrote the result, 0 if one existed already, -1 if the run is lost (nothing written).
+# Once the result exists, every later attach finds it first: the waiters and the enqueued mark go with the message.
 COMPLETE: Final = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local written = redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2])
-redis.call('DEL', KEYS[4])
 local channels = redis.call('SMEMBERS', KEYS[3])
 for _, channel in ipairs(channels) do
   redis.call('PUBLISH', channel, ARGV[3])
 end
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
 if written then return 1 end
 return 0
 """

@@ -294,7 +294,7 @@ class Runtime:
         keys = [self.keys.run(run), self.keys.result(run, action), self.keys.waiters(run, action)]
         async with self.redis.pipeline(transaction=False) as pipe:
             await self._complete(
-                keys=[*keys, self.keys.message(run, action)],
+                keys=[*keys, self.keys.message(run, action), self.keys.enqueued(run, action)],
                 args=[blob, self.keys.result_ttl_s, notification(run, action)],
                 client=pipe,
             )

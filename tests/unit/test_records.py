@@ -70,11 +70,12 @@ def complete(client: Any, keys: Keys, blob: bytes, action: str = ACTION) -> int:
     return int(
         client.eval(
             COMPLETE,
-            4,
+            5,
             keys.run(RUN),
             keys.result(RUN, action),
             keys.waiters(RUN, action),
             keys.message(RUN, action),
+            keys.enqueued(RUN, action),
             blob,
             keys.result_ttl_s,
             notification(RUN, action),
@@ -322,6 +323,16 @@ def test_second_complete_still_cleans_up_notifies_and_keeps_the_result(
         pubsub.close()
     assert redis_client.get(keys.result(RUN, ACTION)) == b"first"
     assert not redis_client.exists(keys.message(RUN, ACTION))
+
+
+def test_complete_leaves_only_the_result_of_its_action(redis_client: Any, keys: Keys, run_record: str) -> None:
+    attach(redis_client, keys, keys.reply_channel("proc-1"))  # a waiter and the enqueued mark
+    attach(redis_client, keys, keys.reply_channel("proc-2"), action="other")
+    redis_client.set(keys.message(RUN, ACTION), "stored message")
+    assert complete(redis_client, keys, b"outcome") == 1
+    assert not redis_client.exists(keys.waiters(RUN, ACTION), keys.enqueued(RUN, ACTION), keys.message(RUN, ACTION))
+    assert redis_client.exists(keys.waiters(RUN, "other"), keys.enqueued(RUN, "other")) == 2
+    assert attach(redis_client, keys, keys.reply_channel("proc-3")) == [b"outcome", 0]  # a late waiter finds it
 
 
 def test_complete_keeps_binary_outcomes_intact(redis_client: Any, keys: Keys, run_record: str) -> None:

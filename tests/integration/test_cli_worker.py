@@ -44,15 +44,23 @@ def test_ctrl_c_on_a_followed_remote_run_aborts_the_run(worker_factory: WorkerFa
         client = subprocess.Popen(
             [str(script), "run", "--mode", "remote", "--follow", str(program), "sequential_parent",
              "--n", "3", "--seconds", "30"],
-            stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **worker_factory.env}, cwd=REPO_ROOT,
+            stdout=sink, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+            env={**os.environ, **worker_factory.env, "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps its threads
         )  # fmt: skip
     try:
         line = wait_until(lambda: _run_line(out), 30, "the client to print the run name")
         client.send_signal(signal.SIGINT)
-        assert client.wait(timeout=30) == 130, out.read_text()
+        try:
+            code = client.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            client.send_signal(signal.SIGABRT)
+            client.wait(timeout=30)
+            raise AssertionError(f"the client did not end after Ctrl-C; its threads:\n{out.read_text()}") from None
+        assert code == 130, out.read_text()
     finally:
         if client.poll() is None:
             client.kill()
+            client.wait(timeout=30)
     run = flyte.Run.get(str(line).removeprefix("run: "))
     wait_until(lambda: run.phase == flyte.ActionPhase.ABORTED, 15, f"run {run.name} to be aborted")
     assert "aborting run" in out.read_text()

@@ -98,12 +98,14 @@ def start_worker(
     log_dir: Path,
     *,
     launcher: list[str] | None = None,
+    pool: str = "prefork",
 ) -> WorkerProcess:
-    """Start `celery -A app_module worker` on `queue` (through `launcher` instead of `python -m celery`, if given)."""
+    """Start `celery -A app_module worker -P pool` on `queue` (through `launcher` instead of `python -m celery`, if
+    given: for `-P gevent` it must monkeypatch first, as `celery.__main__` does)."""
     name = f"{app_module.rsplit('.', 1)[0].replace('.', '-')}-{secrets.token_hex(3)}"
     launcher = launcher or [sys.executable, "-m", "celery"]
     command = [
-        *launcher, "-A", app_module, "worker", "-Q", queue, "-n", f"{name}@%h", "-P", "prefork",
+        *launcher, "-A", app_module, "worker", "-Q", queue, "-n", f"{name}@%h", "-P", pool,
         "-c", str(concurrency), *WORKER_FLAGS,
     ]  # fmt: skip
     if app_module.startswith("bench."):

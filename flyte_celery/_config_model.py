@@ -147,9 +147,10 @@ class FlowerSettings(_Section):
 
 
 class WorkerSettings(_Section):
-    """Defaults for `flyte-celery worker`."""
+    """Defaults for `flyte-celery worker`, and how much a pool process hosts."""
 
     concurrency: Optional[int] = Field(default=None, ge=1)
+    max_hosted_actions: int = Field(default=500, ge=1)
 
 
 class Settings(BaseModel):

@@ -16,7 +16,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def trace(func: F) -> F:
     """Mark `func` as a traced step: inside a task it runs as its own pseudo-action (`ctx().action` names it)
-    and may not call tasks (`TraceDoesNotAllowNestedTasksError`); outside a task it is a plain call."""
+    and may not call tasks (`TraceDoesNotAllowNestedTasksError`); outside a task it is a plain call.
+
+    On a Celery worker the output of an async traced function is recorded: when its parent is replayed (taken over
+    from a worker that stopped), the trace returns the recorded output instead of running again, as in Flyte.
+    """
     signature = inspect.signature(func)
 
     def traced_frame(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Frame | None:
@@ -74,7 +78,12 @@ def trace(func: F) -> F:
             if frame is None:
                 return await func(*args, **kwargs)
             with frame_installed(frame):
-                return await func(*args, **kwargs)
+                recorded = await frame.controller.recorded_trace(frame)
+                if recorded is not None:
+                    return recorded[0]
+                output = await func(*args, **kwargs)
+                await frame.controller.record_trace(frame, output)
+                return output
 
         return cast(F, async_wrapper)
 

@@ -8,6 +8,7 @@ from celery import Celery
 
 from flyte_celery._celery.guarded_consumer import GUARDED_CONSUMER, guard_app
 from flyte_celery._celery.publisher import ENTRY_TASK
+from flyte_celery._celery.request import ActionRequest
 from flyte_celery._config_model import Settings
 
 APP_NAME: Final = "flyte_celery"
@@ -38,7 +39,7 @@ def make_app(settings: Settings) -> Celery:
     if settings.worker.concurrency is not None and "worker_concurrency" not in settings.celery:
         app.conf.worker_concurrency = settings.worker.concurrency
 
-    @app.task(name=ENTRY_TASK, bind=True, shared=False)  # type: ignore[untyped-decorator]
+    @app.task(name=ENTRY_TASK, bind=True, shared=False, Request=ActionRequest)  # type: ignore[untyped-decorator]
     def run_action(self: Any, *args: Any, **kwargs: Any) -> str:
         # Any arguments are accepted here, so a malformed message reaches the body, which records why it is bad.
         from flyte_celery._celery.worker_runtime import run_action_body

@@ -2,14 +2,17 @@
 
 The child is named, keyed and given its context exactly as in local mode (`prepare_child_call`); then its
 envelope and inputs are sealed and published to the child's queue, and the caller waits on this process's reply
-channel. The first wait of a parent running inside a worker gives its pool slot back (see `slots`).
+channel. A parent waiting on a child inside a worker gives its pool slot back (see `hosting`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, cast
 
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
@@ -17,12 +20,14 @@ from redis.exceptions import RedisError
 from flyte_celery._action_call import ActionCall
 from flyte_celery._celery.bundle import dumps_by_value
 from flyte_celery._celery.envelope import ActionMessage, Envelope, RunContextMessage
+from flyte_celery._celery.hosting import release_current_slot, waiting_on_a_child
+from flyte_celery._celery.outcome import Outcome, decode_outcome
 from flyte_celery._celery.publisher import Publication, inputs_repr
 from flyte_celery._celery.runtime import Runtime
-from flyte_celery._celery.slots import release_current_slot
 from flyte_celery._context import Frame
 from flyte_celery._controllers.shared import ChildCalls
 from flyte_celery._environ import environ_paused
+from flyte_celery._logging import system_logger
 from flyte_celery._run_spec import RunSpec
 from flyte_celery._task import TaskTemplate
 from flyte_celery.errors import RuntimeSystemError, RuntimeUserError
@@ -48,11 +53,12 @@ class CeleryController(ChildCalls):
         publication = Publication(envelope, inputs, inputs_repr(call.inputs))
         # While it waits, the caller's env_vars are lifted: other runs' code may execute in this process meanwhile.
         try:
-            with environ_paused():
+            with environ_paused(), waiting_on_a_child():
                 async with self.limit_for(frame):
                     outcome = await self.runtime.wait_for(
-                        frame.run.name, call.action.name, publication, release=release_current_slot
-                    )
+                        frame.run.name, call.action.name, publication, release=release_current_slot,
+                        republish=_replaying.get(),
+                    )  # fmt: skip
         except (RedisError, KombuError, OSError) as exc:
             # The platform failed, not the user's code: a system error, so nobody mistakes it for theirs.
             raise RuntimeSystemError(
@@ -60,8 +66,40 @@ class CeleryController(ChildCalls):
             ) from exc
         return outcome.unwrap()
 
+    async def recorded_trace(self, frame: Frame) -> tuple[Any] | None:
+        if not _replaying.get():
+            return None  # a first execution has nothing recorded: no round trip
+        run, action = frame.run.name, frame.task.action.name
+        blob = await self.runtime.redis.get(self.runtime.keys.result(run, action))
+        if blob is None:
+            return None
+        outcome = decode_outcome(self.runtime.keyring, cast(bytes, blob), run, action)
+        return None if outcome.error is not None else (outcome.value,)
+
+    async def record_trace(self, frame: Frame, output: Any) -> None:
+        run, action = frame.run.name, frame.task.action.name
+        try:
+            await self.runtime.complete(run, action, Outcome(value=output), f"trace {action}")
+        except (RedisError, OSError) as exc:  # the trace ran; a replay of its parent would run it again
+            system_logger.warning("could not record the output of trace %s of run %s: %s", action, run, exc)
+
     async def stop(self) -> None:
         return None
+
+
+# True while a replayed action (taken over from a worker that stopped) runs: its children without a result are
+# published again, since the stopped worker may have marked one enqueued and died before publishing it (a copy of
+# one that was published is harmless: it finds the child finished, or running under a live lease elsewhere).
+_replaying: ContextVar[bool] = ContextVar("flyte_celery_replaying", default=False)
+
+
+@contextmanager
+def replaying(replay: bool) -> Iterator[None]:
+    token = _replaying.set(replay)
+    try:
+        yield
+    finally:
+        _replaying.reset(token)
 
 
 def queue_of(task: TaskTemplate[Any, Any], run: RunSpec) -> str:

@@ -20,6 +20,7 @@ from flyte_celery._signing import KeyRing
 
 ENTRY_TASK: Final = "flyte_celery.run_action"
 MAX_REPR_CHARS: Final = 200
+MAX_PUBLISH_BATCH: Final = 500  # messages kombu buffers before it flushes a batch
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,8 @@ class Publisher:
         job.add_done_callback(settle)
 
     def _publish_batch(self, batch: list[Publication]) -> None:
-        with self.app.producer_or_acquire() as producer:
+        # kombu's batch pipelines the messages (and their task-sent events) on the Redis transport.
+        with self.app.producer_or_acquire() as producer, producer.batch(MAX_PUBLISH_BATCH):
             for publication in batch:
                 send(self.app, self.keys, publication, producer)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Final
 
-# KEYS: result, waiters, enqueued.  ARGV: reply channel (or ""), ttl, a token unique to this wait.
+# KEYS: result, waiters, enqueued.  ARGV: reply channel (or ""), ttl, a token unique to this wait, "1" to publish
+# whenever there is no result (a replayed parent).
 # Returns {result or false, 1 if the caller must publish the action's message}. The token makes a retry of the
 # same call (the connection broke after Redis ran it) answer the same, so a message is never left unpublished.
 ATTACH: Final = """
@@ -21,6 +22,10 @@ if ARGV[1] ~= '' then
 end
 local result = redis.call('GET', KEYS[1])
 if result then return {result, 0} end
+if ARGV[4] == '1' then
+  redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[2])
+  return {false, 1}
+end
 if redis.call('SET', KEYS[3], ARGV[3], 'NX', 'EX', ARGV[2]) then return {false, 1} end
 if redis.call('GET', KEYS[3]) == ARGV[3] then return {false, 1} end
 return {false, 0}

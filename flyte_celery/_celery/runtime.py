@@ -25,6 +25,7 @@ from flyte_celery._celery.keys import LEASE_TTL_S, Keys, lease_member
 from flyte_celery._celery.outcome import Outcome, decode_outcome, encode_outcome
 from flyte_celery._celery.publisher import Publication, Publisher
 from flyte_celery._celery.records import ATTACH, COMPLETE, START, Start, notification
+from flyte_celery._celery.scripts import Scripts
 from flyte_celery._config_model import Settings
 from flyte_celery._keyrings import fleet_keyring
 from flyte_celery._logging import system_logger
@@ -57,13 +58,12 @@ class Runtime:
         self.redis = async_client(settings.redis_url_resolved(), max_connections=REDIS_MAX_CONNECTIONS)
         self.bundles = BundleCache(self.redis, self.keys, self.keyring)
         self.publisher = Publisher(app, self.keyring)
-        self._attaching: list[tuple[tuple[str, str], asyncio.Future[Any]]] = []
+        self._attaching: list[tuple[tuple[str, str, bool], asyncio.Future[Any]]] = []
         self._waiting: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
         self._reader: asyncio.Task[None] | None = None
         self._pubsub: Any = None
-        self._attach = self.redis.register_script(ATTACH)
-        self._start = self.redis.register_script(START)
-        self._complete = self.redis.register_script(COMPLETE)
+        self.scripts = Scripts(self.redis, {"attach": ATTACH, "start": START, "complete": COMPLETE})
+        self._completing: list[tuple[tuple[str, str, bytes], asyncio.Future[Any]]] = []
         self._abort_listeners: list[Callable[[str], None]] = []
         self._hosted_runs: list[Callable[[], Iterable[str]]] = []
         self._outage_log = LogThrottle()
@@ -79,6 +79,7 @@ class Runtime:
         self._hosted_runs.append(hosted)
 
     async def start(self) -> None:
+        await self.scripts.load()
         self._pubsub = self.redis.pubsub()
         await self._pubsub.subscribe(self.reply_channel, self.keys.abort_channel)
         self._reader = asyncio.ensure_future(self._read())
@@ -186,9 +187,16 @@ class Runtime:
 
     # Waiting for an action (publishing it first when nobody has).
     async def wait_for(
-        self, run: str, action: str, publication: Publication | None, *, release: Callable[[], None] | None = None
+        self,
+        run: str,
+        action: str,
+        publication: Publication | None,
+        *,
+        release: Callable[[], None] | None = None,
+        republish: bool = False,
     ) -> Outcome:
-        """The outcome of `run`/`action`, publishing its message first if nobody has yet.
+        """The outcome of `run`/`action`, publishing its message first if nobody has yet (or, with `republish`,
+        whenever it has no result).
 
         `release` (if given) is called once the wait is known to be real, i.e. the action has no result yet.
 
@@ -200,7 +208,7 @@ class Runtime:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting[key].append(future)
         try:
-            result, must_publish = await self._attach_batched(run, action)
+            result, must_publish = await self._attach_batched(run, action, republish)
             if result is None:
                 if must_publish and publication is not None:
                     try:
@@ -224,10 +232,10 @@ class Runtime:
                     del self._waiting[key]
 
     # Attaching: every wait registered in one loop tick goes to Redis in one pipelined round trip.
-    async def _attach_batched(self, run: str, action: str) -> tuple[bytes | None, int]:
+    async def _attach_batched(self, run: str, action: str, republish: bool) -> tuple[bytes | None, int]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._attaching.append(((run, action), future))
+        self._attaching.append(((run, action, republish), future))
         if len(self._attaching) == 1:
             loop.call_soon(lambda: asyncio.ensure_future(self._flush_attaching()))
         result, must_publish = await future
@@ -235,18 +243,17 @@ class Runtime:
 
     async def _flush_attaching(self) -> None:
         batch, self._attaching = self._attaching, []
+        tokens = [secrets.token_hex(8) for _ in batch]
+
+        def build(pipe: Any) -> None:
+            for ((run, action, republish), _), token in zip(batch, tokens, strict=True):
+                keys = [self.keys.result(run, action), self.keys.waiters(run, action), self.keys.enqueued(run, action)]
+                self.scripts.queue(
+                    pipe, "attach", keys, [self.reply_channel, self.keys.result_ttl_s, token, int(republish)]
+                )
+
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for (run, action), _ in batch:
-                    keys = [
-                        self.keys.result(run, action),
-                        self.keys.waiters(run, action),
-                        self.keys.enqueued(run, action),
-                    ]
-                    token = secrets.token_hex(8)
-                    args: list[str | int] = [self.reply_channel, self.keys.result_ttl_s, token]
-                    await self._attach(keys=keys, args=args, client=pipe)
-                replies = await pipe.execute()
+            replies = await self.scripts.execute(build)
         except Exception as exc:
             for _, future in batch:
                 if not future.done():
@@ -262,17 +269,24 @@ class Runtime:
         takes the action's lease. A live lease held elsewhere makes this delivery a duplicate."""
         member = lease_member(run, action)
         now = time.time()
-        run_keys = [self.keys.run(run), self.keys.result(run, action), self.keys.aborted(run)]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            await self._start(
-                keys=[*run_keys, self.keys.message(run, action)],
-                args=[message or "", self.keys.result_ttl_s],
-                client=pipe,
-            )
+        keys = [
+            self.keys.run(run),
+            self.keys.result(run, action),
+            self.keys.aborted(run),
+            self.keys.message(run, action),
+        ]
+
+        def build(pipe: Any) -> None:
+            self.scripts.queue(pipe, "start", keys, [message or "", self.keys.result_ttl_s])
             if message is not None:
                 pipe.zadd(self.keys.leases, {member: now + LEASE_TTL_S}, nx=True)
                 pipe.zscore(self.keys.leases, member)
-            replies = await pipe.execute()
+
+        async def undo(replies: list[Any]) -> None:
+            if message is not None and replies[1] == 1:
+                await self.redis.zrem(self.keys.leases, member)  # the lease this failed attempt took
+
+        replies = await self.scripts.execute(build, undo)
         decision = Start(text_of(replies[0]))
         if message is None:
             return decision
@@ -289,20 +303,39 @@ class Runtime:
 
     async def complete(self, run: str, action: str, outcome: Outcome, what: str) -> bool:
         """Record the outcome (first one wins), drop the action's lease and notify its waiters; True if this call
-        wrote it. Nothing is written for a run whose records are gone."""
+        wrote it. Nothing is written for a run whose records are gone. Completions requested in one loop tick go
+        to Redis in one pipeline."""
         blob = encode_outcome(self.keyring, outcome, run, action, what)
-        keys = [self.keys.run(run), self.keys.result(run, action), self.keys.waiters(run, action)]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            await self._complete(
-                keys=[*keys, self.keys.message(run, action), self.keys.enqueued(run, action)],
-                args=[blob, self.keys.result_ttl_s, notification(run, action)],
-                client=pipe,
-            )
-            pipe.zrem(self.keys.leases, lease_member(run, action))
-            written, _ = await pipe.execute()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._completing.append(((run, action, blob), future))
+        if len(self._completing) == 1:
+            loop.call_soon(lambda: asyncio.ensure_future(self._flush_completing()))
+        written = await future
         if written == -1:
             system_logger.error("run %s's records are gone from Redis: the outcome of %s is not recorded", run, what)
         return bool(written == 1)
+
+    async def _flush_completing(self) -> None:
+        batch, self._completing = self._completing, []
+
+        def build(pipe: Any) -> None:
+            for (run, action, blob), _ in batch:
+                keys = [self.keys.run(run), self.keys.result(run, action), self.keys.waiters(run, action),
+                        self.keys.message(run, action), self.keys.enqueued(run, action)]  # fmt: skip
+                self.scripts.queue(pipe, "complete", keys, [blob, self.keys.result_ttl_s, notification(run, action)])
+                pipe.zrem(self.keys.leases, lease_member(run, action))
+
+        try:
+            replies = await self.scripts.execute(build)
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), written in zip(batch, replies[::2], strict=True):
+            if not future.done():
+                future.set_result(written)
 
 
 def text_of(value: Any) -> str:

@@ -1,8 +1,9 @@
 """What a worker pool process runs: a loop thread hosting actions, and the Celery task body that feeds it.
 
-The task body decodes the message and hands the action to the loop thread, then waits on the action's `Slot`:
-a leaf (or a parent that never waits) finishes while the body holds the slot; a parent that waits on a child
-releases it, the body returns (`Ignore`: acknowledged, no state) and the parent lives on in the loop thread.
+The task body authenticates the message and hands the action to the loop thread, then waits on the action's
+`Slot` (see `hosting`): an action that finishes while holding it ends like any Celery task; one that gives it back
+(it waits on a child, a sleep, a socket...) makes the body return `HOSTED` (acknowledged; see `request`) and lives
+on in the loop thread, protected by its lease.
 """
 
 from __future__ import annotations
@@ -18,20 +19,21 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from celery import Celery
-from celery.exceptions import Ignore
 from redis.exceptions import RedisError
 
 from flyte_celery._action_call import ActionCall
 from flyte_celery._cache.redis_store import redis_cache
-from flyte_celery._celery.controller import CeleryController
+from flyte_celery._celery.controller import CeleryController, replaying
 from flyte_celery._celery.envelope import HEADER, Envelope, claimed_identity, decode_envelope
-from flyte_celery._celery.events import send_finished_event
+from flyte_celery._celery.events import EndEvents
+from flyte_celery._celery.hosting import HostedActions, IdleSignallingSelector, Slot, slot_held
 from flyte_celery._celery.leases import LeaseKeeper
+from flyte_celery._celery.loop_watch import LoopWatch
 from flyte_celery._celery.message import MAC_HEADER, AuthenticMessage, authenticate_message
 from flyte_celery._celery.outcome import Outcome
 from flyte_celery._celery.records import Start
+from flyte_celery._celery.request import HOSTED
 from flyte_celery._celery.runtime import Runtime
-from flyte_celery._celery.slots import Slot, slot_held
 from flyte_celery._config_model import Settings
 from flyte_celery._context import Mode, current_frame
 from flyte_celery._environ import action_environ, install_context_environ
@@ -61,6 +63,7 @@ class ActionHost:
         self.loop = loop
         self.controller = CeleryController(runtime, loop)
         self.cache = redis_cache(runtime.settings, runtime.keyring)
+        self.end_events = EndEvents(runtime.app)
         self._running: defaultdict[str, set[asyncio.Task[Any]]] = defaultdict(set)
         self.leases: LeaseKeeper | None = None
         self.handing_off = False
@@ -69,7 +72,7 @@ class ActionHost:
 
     def _send_end_event(self, envelope: Envelope, outcome: Outcome, started: float, hostname: str) -> None:
         try:
-            send_finished_event(self.runtime.app, hostname, envelope.task_id, outcome, started)
+            self.end_events.send(hostname, envelope.task_id, outcome, started)
         except Exception as exc:
             system_logger.warning("could not send the end event of %s: %s", envelope.task_id, exc)
 
@@ -142,10 +145,11 @@ class ActionHost:
             context = envelope.task_context(mode)
             call = ActionCall(task, loads_value(inputs), context, envelope.action.cache_key, envelope.action.read_cache)
             cache = self.cache if call.cache_key else None
-            with action_environ({**task.env_vars, **spec.env_vars}):
+            with action_environ({**task.env_vars, **spec.env_vars}), replaying(envelope.action.replay):
                 if slot is None:
                     value = await execute_action(call, spec, self.controller, cache)
                 else:
+                    slot.allow_release(pinned=not task.is_async)  # its lease is held: the slot may go
                     with slot_held(slot):
                         value = await execute_action(call, spec, self.controller, cache)
             return Outcome(value=value)
@@ -215,9 +219,11 @@ class WorkerRuntime:
         configure_logging(settings.log.level, settings.log.format, settings.log.reset_root_logger)
         install_context_environ()
         enable_per_run_settings(_run_log_overrides)
-        self.loop = asyncio.new_event_loop()
+        self.hosted = HostedActions(settings.worker.max_hosted_actions)
+        self.loop = asyncio.SelectorEventLoop(IdleSignallingSelector(self.hosted.on_loop_idle))
         self.thread = threading.Thread(target=self.loop.run_forever, name="flyte-celery-loop", daemon=True)
         self.thread.start()
+        self.watch = LoopWatch(self.loop, self.thread, self.hosted)
         self.runtime = Runtime(settings, app)
         self.call(self.runtime.start())
         self.host = ActionHost(self.runtime, self.loop)
@@ -229,7 +235,7 @@ class WorkerRuntime:
     def start(
         self, envelope: Envelope, inputs: Authenticated, hostname: str | None, message: str
     ) -> tuple[Slot, concurrent.futures.Future[Outcome | None]]:
-        slot = Slot()
+        slot = self.hosted.admit()
         coro = self.host.run(envelope, inputs, slot, "remote", hostname, message)
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return slot, future
@@ -239,9 +245,11 @@ class WorkerRuntime:
         self.loop.call_soon_threadsafe(self.host.hand_off)
 
     def stop(self) -> None:
+        self.watch.stop()
         self.hand_off()
         try:
             self.call(self.runtime.close())
+            self.host.end_events.close()
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
 
@@ -298,7 +306,8 @@ def run_action_body(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any], se
     slot, future = runtime.start(envelope, authentic.inputs, getattr(request, "hostname", None), message)
     slot.wait()
     if slot.released and not future.done():
-        raise Ignore()  # acknowledged: from here on the action's lease keeps it alive
+        runtime.hosted.wait_below_bound()  # at the bound, keep the slot: this process takes no more messages
+        return HOSTED  # acknowledged: from here on the action's lease keeps it alive
     outcome = future.result()
     if outcome is None:
         return "not started: finished, running elsewhere, or its run is gone"

@@ -33,6 +33,14 @@ class Controller(Protocol):
         """Forget per-parent state once the attempt of the action with this `ActionID.key` has ended."""
         ...
 
+    async def recorded_trace(self, frame: Frame) -> tuple[Any] | None:
+        """`(output,)` recorded for the trace whose pseudo-action `frame` runs, when its parent is being replayed."""
+        ...
+
+    async def record_trace(self, frame: Frame, output: Any) -> None:
+        """Record a trace's output, so a replay of its parent returns it instead of running the trace again."""
+        ...
+
     async def stop(self) -> None: ...
 
 

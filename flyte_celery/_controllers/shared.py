@@ -33,6 +33,12 @@ class ChildCalls:
     ) -> concurrent.futures.Future[Any]:
         return asyncio.run_coroutine_threadsafe(self.submit(frame, task, args, kwargs), self.loop)
 
+    async def recorded_trace(self, frame: Frame) -> tuple[Any] | None:
+        return None  # only a controller whose parents can be replayed records traces
+
+    async def record_trace(self, frame: Frame, output: Any) -> None:
+        return None
+
     def finalize_parent_action(self, action_key: str) -> None:
         self.sequencer.forget(action_key)
         self._limits.pop(action_key, None)

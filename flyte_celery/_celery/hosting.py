@@ -43,6 +43,11 @@ class Slot:
         with self.hosted.lock:
             self.releasable, self.pinned = True, pinned
 
+    def keep(self) -> None:
+        """The action's code has ended: its outcome is recorded with the slot held (unless already given back)."""
+        with self.hosted.lock:
+            self.releasable = False
+
     def release(self) -> None:
         """Give the slot back: the action waits on a child."""
         with self.hosted.lock:

@@ -41,15 +41,18 @@ if redis.call('EXISTS', KEYS[3]) == 1 then return 'aborted' end
 return 'start'
 """
 
-# KEYS: run record, result, waiters, stored message, enqueued.  ARGV: outcome bytes, ttl, notification payload.
+# KEYS: run record, result, waiters, stored message, enqueued.  ARGV: outcome bytes, ttl, notification payload,
+# "1" to send the recorded outcome along with the notification (it spares each waiter a GET).
 # Returns 1 if this call wrote the result, 0 if one existed already, -1 if the run is lost (nothing written).
 # Once the result exists, every later attach finds it first: the waiters and the enqueued mark go with the message.
 COMPLETE: Final = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local written = redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2])
+local payload = ARGV[3]
+if ARGV[4] == '1' then payload = ARGV[3] .. string.char(10) .. redis.call('GET', KEYS[2]) end
 local channels = redis.call('SMEMBERS', KEYS[3])
 for _, channel in ipairs(channels) do
-  redis.call('PUBLISH', channel, ARGV[3])
+  redis.call('PUBLISH', channel, payload)
 end
 redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
 if written then return 1 end
@@ -67,5 +70,9 @@ class Start(str, Enum):
     DUPLICATE = "duplicate"  # another worker holds its live lease: leave it to that one
 
 
+MAX_OUTCOME_IN_NOTIFICATION_BYTES: Final = 64 * 1024
+
+
 def notification(run: str, action: str) -> str:
+    """What waiters of `run`/`action` are sent when it ends, optionally followed by a newline and its outcome."""
     return f"{run}:{action}"

@@ -24,7 +24,14 @@ from flyte_celery._celery.bundles import BundleCache
 from flyte_celery._celery.keys import LEASE_TTL_S, Keys, lease_member
 from flyte_celery._celery.outcome import Outcome, decode_outcome, encode_outcome
 from flyte_celery._celery.publisher import Publication, Publisher
-from flyte_celery._celery.records import ATTACH, COMPLETE, START, Start, notification
+from flyte_celery._celery.records import (
+    ATTACH,
+    COMPLETE,
+    MAX_OUTCOME_IN_NOTIFICATION_BYTES,
+    START,
+    Start,
+    notification,
+)
 from flyte_celery._celery.scripts import Scripts
 from flyte_celery._config_model import Settings
 from flyte_celery._keyrings import fleet_keyring
@@ -59,7 +66,7 @@ class Runtime:
         self.bundles = BundleCache(self.redis, self.keys, self.keyring)
         self.publisher = Publisher(app, self.keyring)
         self._attaching: list[tuple[tuple[str, str, bool], asyncio.Future[Any]]] = []
-        self._waiting: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self._waiting: defaultdict[str, list[asyncio.Future[bytes | None]]] = defaultdict(list)
         self._reader: asyncio.Task[None] | None = None
         self._pubsub: Any = None
         self.scripts = Scripts(self.redis, {"attach": ATTACH, "start": START, "complete": COMPLETE})
@@ -101,7 +108,7 @@ class Runtime:
             try:
                 message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=RECHECK_INTERVAL_S)
                 if message is not None:
-                    self._dispatch(text_of(message["channel"]), text_of(message["data"]))
+                    self._on_message(text_of(message["channel"]), message["data"])
                 if loop.time() >= next_check:
                     await self._recheck()
                     next_check = loop.time() + RECHECK_INTERVAL_S
@@ -136,14 +143,19 @@ class Runtime:
             )
             self._fail_waits(lambda _run: error)
 
-    def _dispatch(self, channel: str, data: str) -> None:
+    def _on_message(self, channel: str, data: bytes | str) -> None:
+        raw = data.encode() if isinstance(data, str) else data
+        key, _, outcome = raw.partition(b"\n")  # run and action names hold no newline
+        self._dispatch(channel, key.decode("utf-8", "replace"), outcome or None)
+
+    def _dispatch(self, channel: str, data: str, outcome: bytes | None = None) -> None:
         if channel == self.keys.abort_channel:
             for listener in list(self._abort_listeners):
                 listener(data)
             return
         for future in self._waiting.pop(data, ()):
             if not future.done():
-                future.set_result(None)
+                future.set_result(outcome)
 
     def _fail_waits(self, error_for: Callable[[str], Exception | None]) -> None:
         for key in list(self._waiting):
@@ -205,7 +217,7 @@ class Runtime:
             UnsafePayloadError: If the stored result was not sealed for this run and action.
         """
         key = notification(run, action)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._waiting[key].append(future)
         try:
             result, must_publish = await self._attach_batched(run, action, republish)
@@ -219,8 +231,9 @@ class Runtime:
                         raise
                 if release is not None:
                     release()
-                await future
-                result = cast("bytes | None", await self.redis.get(self.keys.result(run, action)))
+                result = await future
+                if result is None:  # a notification without the outcome, or a recheck: read it
+                    result = cast("bytes | None", await self.redis.get(self.keys.result(run, action)))
                 if result is None:
                     raise RuntimeSystemError("ResultMissing", f"action {run}/{action} finished but has no result")
             return decode_outcome(self.keyring, result, run, action)
@@ -323,7 +336,9 @@ class Runtime:
             for (run, action, blob), _ in batch:
                 keys = [self.keys.run(run), self.keys.result(run, action), self.keys.waiters(run, action),
                         self.keys.message(run, action), self.keys.enqueued(run, action)]  # fmt: skip
-                self.scripts.queue(pipe, "complete", keys, [blob, self.keys.result_ttl_s, notification(run, action)])
+                along = int(len(blob) <= MAX_OUTCOME_IN_NOTIFICATION_BYTES)
+                args = [blob, self.keys.result_ttl_s, notification(run, action), along]
+                self.scripts.queue(pipe, "complete", keys, args)
                 pipe.zrem(self.keys.leases, lease_member(run, action))
 
         try:

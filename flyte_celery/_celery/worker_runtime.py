@@ -150,8 +150,11 @@ class ActionHost:
                     value = await execute_action(call, spec, self.controller, cache)
                 else:
                     slot.allow_release(pinned=not task.is_async)  # its lease is held: the slot may go
-                    with slot_held(slot):
-                        value = await execute_action(call, spec, self.controller, cache)
+                    try:
+                        with slot_held(slot):
+                            value = await execute_action(call, spec, self.controller, cache)
+                    finally:
+                        slot.keep()  # a body still holding it waits for the outcome to be recorded
             return Outcome(value=value)
         except BaseRuntimeError as err:
             return Outcome(error=err)

@@ -475,8 +475,9 @@ def _install_trace_hooks(log: _TraceLog) -> None:
     """Wrap the steps of a child round trip (parent and child side) to record when each starts and ends."""
     from celery import signals
 
-    from flyte_celery._celery import controller, runtime, worker_runtime
+    from flyte_celery._celery import publisher, runtime, worker_runtime
     from flyte_celery._celery.envelope import HEADER
+    from flyte_celery._controllers import shared
 
     now = time.monotonic
 
@@ -489,7 +490,7 @@ def _install_trace_hooks(log: _TraceLog) -> None:
 
         return traced
 
-    _patch(controller, "prepare_child_call", trace_prepare)
+    _patch(shared, "prepare_child_call", trace_prepare)
 
     def wrap_async(cls: Any, method: str, event: str, names: Callable[..., tuple[str, str]]) -> None:
         def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -514,7 +515,7 @@ def _install_trace_hooks(log: _TraceLog) -> None:
         return run, action
 
     wrap_async(runtime.Runtime, "wait_for", "Runtime.wait_for", of_run_action)
-    wrap_async(runtime.Runtime, "publish", "Runtime.publish", of_publication)
+    wrap_async(publisher.Publisher, "publish", "Publisher.publish", of_publication)
     wrap_async(runtime.Runtime, "complete", "Runtime.complete", of_run_action)
     wrap_async(worker_runtime.ActionHost, "run", "ActionHost.run", of_envelope)
 
@@ -526,11 +527,11 @@ def _install_trace_hooks(log: _TraceLog) -> None:
             finally:
                 end = now()
                 for publication in batch:
-                    log.add("Runtime._publish_batch", *of_publication(publication), start, end)
+                    log.add("Publisher._publish_batch", *of_publication(publication), start, end)
 
         return traced
 
-    _patch(runtime.Runtime, "_publish_batch", trace_publish_batch)
+    _patch(publisher.Publisher, "_publish_batch", trace_publish_batch)
 
     def trace_execute(execute: Callable[..., Any]) -> Callable[..., Any]:
         async def traced(call: Any, spec: Any, *args: Any) -> Any:
@@ -550,8 +551,9 @@ def _install_trace_hooks(log: _TraceLog) -> None:
             try:
                 return body(task, *args, **kwargs)
             finally:
-                raw = getattr(task.request, HEADER, None) or (task.request.headers or {}).get(HEADER) or {}
-                log.add("run_action_body", raw["run"]["name"], raw["action"]["name"], start, now())
+                raw = getattr(task.request, HEADER, None) or (task.request.headers or {}).get(HEADER) or "{}"
+                envelope = json.loads(raw)
+                log.add("run_action_body", envelope["run"]["name"], envelope["action"]["name"], start, now())
 
         return traced
 
@@ -637,7 +639,7 @@ def _install_cprofile_hooks(directory: str) -> None:
     from celery import signals
 
     import flyte_celery.worker  # noqa: F401  (connect after its runtime starter, so the loop exists)
-    from flyte_celery._celery import runtime, worker_runtime
+    from flyte_celery._celery import publisher, worker_runtime
 
     state: dict[str, _ProcessProfiles] = {}
 
@@ -656,7 +658,7 @@ def _install_cprofile_hooks(directory: str) -> None:
 
         return profiled
 
-    _patch(runtime.Runtime, "_publish_batch", profile_publish_batch)
+    _patch(publisher.Publisher, "_publish_batch", profile_publish_batch)
 
     def on_process_init(**_: Any) -> None:
         host = worker_runtime._runtime
@@ -698,7 +700,7 @@ STEP_PROCESS = {
     "ActionHost.run": "child's pool process",
     "execute_action": "child's pool process",
     "Runtime.complete": "child's pool process",
-    "Runtime._publish_batch": "parent (publish thread)",
+    "Publisher._publish_batch": "parent (publish thread)",
 }
 
 

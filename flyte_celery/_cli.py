@@ -11,6 +11,7 @@ import inspect
 import logging
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ _VERBOSE_KEY: Final = "flyte_celery.cli.verbose"
 _CLI_ONLY_PARAMS: Final = frozenset({"local", "follow", "mode"})
 _RUN_OPTION_NAMES: Final = {"env": "env_vars", "label": "labels", "annotation": "annotations"}
 FAILURE_EXIT_CODE: Final = 1
+FOLLOW_POLL_S: Final = 0.2  # how often the main thread checks on a followed run (Ctrl-C is seen at once anyway)
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,25 @@ def run(ctx: click.Context, /, **params: Any) -> None:
     ctx.meta[_REQUEST_KEY] = RunRequest(options, follow=bool(given.get("follow")))
 
 
+def _wait_interruptibly(handle: Any) -> None:
+    """Wait for a run on a helper thread, so that Ctrl-C reaches this thread at once, whatever the wait is doing
+    (asyncio's own Ctrl-C handling only cancels its task, and a cancellation can land where it is not seen)."""
+    failure: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            handle.wait()
+        except BaseException as exc:  # re-raised in the main thread
+            failure.append(exc)
+
+    waiter = threading.Thread(target=wait, name="flyte-celery-follow", daemon=True)
+    waiter.start()
+    while waiter.is_alive():
+        waiter.join(FOLLOW_POLL_S)
+    if failure:
+        raise failure[0]
+
+
 def run_task(ctx: click.Context, task: TaskTemplate[Any, Any], inputs: dict[str, Any]) -> None:
     """Start the run, print its name and then its outputs (or its URL, for a remote run not followed).
 
@@ -239,7 +260,7 @@ def run_task(ctx: click.Context, task: TaskTemplate[Any, Any], inputs: dict[str,
                 click.echo(f"url: {handle.url}")
             return
         try:
-            handle.wait()
+            _wait_interruptibly(handle)
         except KeyboardInterrupt:
             # Ctrl-C on a followed run stops the run itself, not just this client.
             if mode != "local":

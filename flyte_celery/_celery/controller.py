@@ -57,7 +57,7 @@ class CeleryController(ChildCalls):
                 async with self.limit_for(frame):
                     outcome = await self.runtime.wait_for(
                         frame.run.name, call.action.name, publication, release=release_current_slot,
-                        republish=_replaying.get(),
+                        republish=_replaying.get(), eager=frame.task.attempt_number == 0 and not _replaying.get(),
                     )  # fmt: skip
         except (RedisError, KombuError, OSError) as exc:
             # The platform failed, not the user's code: a system error, so nobody mistakes it for theirs.

@@ -20,7 +20,7 @@ from flyte_celery._celery.envelope import Envelope, RunContextMessage, celery_ta
 from flyte_celery._celery.key_census import record_signing_key
 from flyte_celery._celery.keys import Keys, lease_member
 from flyte_celery._celery.outcome import Outcome, decode_outcome
-from flyte_celery._celery.publisher import Publication, inputs_repr, send
+from flyte_celery._celery.publisher import Publication, SentEvents, inputs_repr, send
 from flyte_celery._celery.runtime import Runtime, text_of
 from flyte_celery._config_model import Settings
 from flyte_celery._context import ROOT_ACTION_NAME
@@ -28,6 +28,7 @@ from flyte_celery._environ import environ_overlay
 from flyte_celery._execution import execute_action
 from flyte_celery._init import current_settings
 from flyte_celery._keyrings import fleet_keyring
+from flyte_celery._logging import system_logger
 from flyte_celery._redis_connect import sync_client
 from flyte_celery._run import ActionOutputs, ActionPhase, CompletedRun, DryRun, Run, remember
 from flyte_celery._run_options import RunOptions
@@ -96,7 +97,16 @@ def _launch_remote(
             action=action_message(call, digest, spec, parent=None, group=None),
         )
         client.set(keys.enqueued(spec.name, ROOT_ACTION_NAME), "1", ex=keys.result_ttl_s)
-        send(client_app(settings), keyring, Publication(envelope, inputs, inputs_repr(call.inputs)))
+        publication = Publication(envelope, inputs, inputs_repr(call.inputs))
+        app = client_app(settings)
+        send(app, keyring, publication)
+        events = SentEvents(app)
+        try:
+            events.send([publication])
+        except Exception as exc:  # Flower misses the queued state; the run is on its way
+            system_logger.warning("could not send the task-sent event of run %s: %s", spec.name, exc)
+        finally:
+            events.close()
     finally:
         client.close()
     outputs = tuple(task.interface.outputs)

@@ -43,6 +43,7 @@ from flyte_celery.errors import RunLostError, RuntimeSystemError
 
 REDIS_MAX_CONNECTIONS: Final = 32  # per process; waiters queue for a connection beyond that
 RECHECK_INTERVAL_S: Final = 2.0  # how often waits are checked against Redis, in case a notification was missed
+CLOSE_TIMEOUT_S: Final = 2.0
 
 
 class Runtime:
@@ -74,6 +75,7 @@ class Runtime:
         self._abort_listeners: list[Callable[[str], None]] = []
         self._hosted_runs: list[Callable[[], Iterable[str]]] = []
         self._outage_log = LogThrottle()
+        self._closing = False
         self._unreachable_since: float | None = None
 
     def on_abort(self, listener: Callable[[str], None]) -> Callable[[], None]:
@@ -92,19 +94,27 @@ class Runtime:
         self._reader = asyncio.ensure_future(self._read())
 
     async def close(self) -> None:
+        """Stop reading and close the connections, within `CLOSE_TIMEOUT_S` a step whatever state they are in (a
+        client interrupted by Ctrl-C must not hang here)."""
+        self._closing = True
         if self._reader is not None:
             self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
-        await self.redis.aclose()
+            await asyncio.wait({self._reader}, timeout=CLOSE_TIMEOUT_S)
+        for step in (self._pubsub.aclose() if self._pubsub is not None else None, self.redis.aclose()):
+            if step is None:
+                continue
+            try:
+                await asyncio.wait_for(step, CLOSE_TIMEOUT_S)
+            except (asyncio.TimeoutError, Exception) as exc:
+                system_logger.debug("closing a Redis connection failed: %r", exc)
+        await asyncio.get_running_loop().run_in_executor(None, self.publisher.close)
 
     # Notifications: the reply channel, and rechecks against Redis for what pub/sub may have dropped.
     async def _read(self) -> None:
         loop = asyncio.get_running_loop()
         backoff = Backoff()
         next_check = loop.time() + RECHECK_INTERVAL_S
-        while True:
+        while not self._closing:  # redis-py may turn a cancellation into a connection error: the flag still holds
             try:
                 message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=RECHECK_INTERVAL_S)
                 if message is not None:
@@ -206,11 +216,14 @@ class Runtime:
         *,
         release: Callable[[], None] | None = None,
         republish: bool = False,
+        eager: bool = False,
     ) -> Outcome:
         """The outcome of `run`/`action`, publishing its message first if nobody has yet (or, with `republish`,
         whenever it has no result).
 
         `release` (if given) is called once the wait is known to be real, i.e. the action has no result yet.
+        `eager` publishes while the attach is in flight instead of after it (a round trip less): for an action that
+        surely has no result yet, the first call of a first attempt; a needless copy would only find it finished.
 
         Raises:
             RunLostError: If the run's records disappear from Redis while waiting.
@@ -220,15 +233,22 @@ class Runtime:
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._waiting[key].append(future)
         try:
-            result, must_publish = await self._attach_batched(run, action, republish)
+            publishing = None
+            if eager and publication is not None:
+                publishing = asyncio.ensure_future(self.publisher.publish(publication))
+            try:
+                result, must_publish = await self._attach_batched(run, action, republish)
+                if publishing is None and result is None and must_publish and publication is not None:
+                    publishing = asyncio.ensure_future(self.publisher.publish(publication))
+                if publishing is not None:
+                    await publishing
+            except BaseException:
+                if publishing is not None:
+                    publishing.cancel()
+                    # Not published after all: let the next attempt (a retry, a take-over) publish it.
+                    await self.redis.delete(self.keys.enqueued(run, action))
+                raise
             if result is None:
-                if must_publish and publication is not None:
-                    try:
-                        await self.publisher.publish(publication)
-                    except BaseException:
-                        # Not published after all: let the next attempt (a retry, a take-over) publish it.
-                        await self.redis.delete(self.keys.enqueued(run, action))
-                        raise
                 if release is not None:
                     release()
                 result = await future

@@ -475,7 +475,7 @@ def _install_trace_hooks(log: _TraceLog) -> None:
     """Wrap the steps of a child round trip (parent and child side) to record when each starts and ends."""
     from celery import signals
 
-    from flyte_celery._celery import publisher, runtime, worker_runtime
+    from flyte_celery._celery import action_host, publisher, reply_channel, runtime, task_body
     from flyte_celery._celery.envelope import HEADER
     from flyte_celery._controllers import shared
 
@@ -517,7 +517,7 @@ def _install_trace_hooks(log: _TraceLog) -> None:
     wrap_async(runtime.Runtime, "wait_for", "Runtime.wait_for", of_run_action)
     wrap_async(publisher.Publisher, "publish", "Publisher.publish", of_publication)
     wrap_async(runtime.Runtime, "complete", "Runtime.complete", of_run_action)
-    wrap_async(worker_runtime.ActionHost, "run", "ActionHost.run", of_envelope)
+    wrap_async(action_host.ActionHost, "run", "ActionHost.run", of_envelope)
 
     def trace_publish_batch(publish_batch: Callable[..., None]) -> Callable[..., None]:
         def traced(self: Any, batch: list[Any]) -> None:
@@ -543,7 +543,7 @@ def _install_trace_hooks(log: _TraceLog) -> None:
 
         return traced
 
-    _patch(worker_runtime, "execute_action", trace_execute)
+    _patch(action_host, "execute_action", trace_execute)
 
     def trace_body(body: Callable[..., Any]) -> Callable[..., Any]:
         def traced(task: Any, *args: Any, **kwargs: Any) -> Any:
@@ -557,7 +557,7 @@ def _install_trace_hooks(log: _TraceLog) -> None:
 
         return traced
 
-    _patch(worker_runtime, "run_action_body", trace_body)  # the entry task looks it up at every call (app.py)
+    _patch(task_body, "run_action_body", trace_body)  # the entry task looks it up at every call (app.py)
 
     class TracedWaiting(defaultdict):  # type: ignore[type-arg]
         """The reply channel's waiting table: `pop` is when a finished action's notification arrived."""
@@ -568,14 +568,14 @@ def _install_trace_hooks(log: _TraceLog) -> None:
                 log.add("notification", run, action, now())
             return super().pop(key, *default)
 
-    def trace_init(runtime_init: Callable[..., None]) -> Callable[..., None]:
+    def trace_init(channel_init: Callable[..., None]) -> Callable[..., None]:
         def traced(self: Any, *args: Any, **kwargs: Any) -> None:
-            runtime_init(self, *args, **kwargs)
+            channel_init(self, *args, **kwargs)
             self._waiting = TracedWaiting(list)
 
         return traced
 
-    _patch(runtime.Runtime, "__init__", trace_init)
+    _patch(reply_channel.ReplyChannel, "__init__", trace_init)
 
     def on_received(request: Any = None, **_: Any) -> None:
         log.add("celery:task_received", "", str(request.id), now())
@@ -639,7 +639,7 @@ def _install_cprofile_hooks(directory: str) -> None:
     from celery import signals
 
     import flyte_celery.worker  # noqa: F401  (connect after its runtime starter, so the loop exists)
-    from flyte_celery._celery import publisher, worker_runtime
+    from flyte_celery._celery import publisher, worker_process
 
     state: dict[str, _ProcessProfiles] = {}
 
@@ -661,13 +661,13 @@ def _install_cprofile_hooks(directory: str) -> None:
     _patch(publisher.Publisher, "_publish_batch", profile_publish_batch)
 
     def on_process_init(**_: Any) -> None:
-        host = worker_runtime._runtime
+        host = worker_process._process
         if host is not None:
             profiles = state["profiles"] = _ProcessProfiles(directory)
             profiles.start(host.loop)
 
     def on_process_shutdown(**_: Any) -> None:
-        profiles, host = state.get("profiles"), worker_runtime._runtime
+        profiles, host = state.get("profiles"), worker_process._process
         if profiles is not None and host is not None:
             profiles.dump(host.loop)
 

@@ -38,14 +38,14 @@ def _check_keys(**_: Any) -> None:
 
 @signals.worker_process_init.connect  # type: ignore[untyped-decorator]
 def _start_runtime(**_: Any) -> None:
-    from flyte_celery._celery.worker_runtime import worker_runtime
+    from flyte_celery._celery.worker_process import worker_process
 
-    worker_runtime(settings, app)
+    worker_process(settings, app)
 
 
 @signals.worker_process_shutdown.connect  # type: ignore[untyped-decorator]
 def _hand_off(**_: Any) -> None:
-    from flyte_celery._celery.worker_runtime import hand_off
+    from flyte_celery._celery.worker_process import hand_off
 
     hand_off()
 

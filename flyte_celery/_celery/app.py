@@ -42,7 +42,7 @@ def make_app(settings: Settings) -> Celery:
     @app.task(name=ENTRY_TASK, bind=True, shared=False, Request=ActionRequest)  # type: ignore[untyped-decorator]
     def run_action(self: Any, *args: Any, **kwargs: Any) -> str:
         # Any arguments are accepted here, so a malformed message reaches the body, which records why it is bad.
-        from flyte_celery._celery.worker_runtime import run_action_body
+        from flyte_celery._celery.task_body import run_action_body
 
         return run_action_body(self, args, kwargs, settings)
 

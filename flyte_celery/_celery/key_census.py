@@ -7,7 +7,7 @@ import time
 from typing import Any, Final
 
 from flyte_celery._celery.keys import Keys
-from flyte_celery._celery.runtime import text_of
+from flyte_celery._celery.reply_channel import text_of
 from flyte_celery._config_model import Settings
 from flyte_celery._keyrings import fleet_keyring
 from flyte_celery._logging import system_logger

@@ -21,7 +21,8 @@ from flyte_celery._celery.key_census import record_signing_key
 from flyte_celery._celery.keys import Keys, lease_member
 from flyte_celery._celery.outcome import Outcome, decode_outcome
 from flyte_celery._celery.publisher import Publication, SentEvents, inputs_repr, send
-from flyte_celery._celery.runtime import Runtime, text_of
+from flyte_celery._celery.reply_channel import text_of
+from flyte_celery._celery.runtime import Runtime
 from flyte_celery._config_model import Settings
 from flyte_celery._context import ROOT_ACTION_NAME
 from flyte_celery._environ import environ_overlay

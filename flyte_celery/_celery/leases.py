@@ -22,7 +22,7 @@ from flyte_celery._celery.envelope import decode_envelope
 from flyte_celery._celery.keys import LEASE_REFRESH_S, LEASE_TTL_S, SWEEP_INTERVAL_S, Keys, lease_member
 from flyte_celery._celery.message import authenticate_message, seal_message
 from flyte_celery._celery.publisher import send_sealed
-from flyte_celery._celery.runtime import text_of
+from flyte_celery._celery.reply_channel import text_of
 from flyte_celery._config_model import Settings
 from flyte_celery._keyrings import fleet_keyring
 from flyte_celery._logging import system_logger

@@ -1,10 +1,9 @@
-"""The per-process Celery runtime: one async Redis client, one reply channel, waits, start checks and results.
+"""The per-process Celery runtime: one async Redis client and what works through it.
 
 Every process that waits on actions (a worker pool process, a hybrid client, a client waiting on a run) has one
-`Runtime` on one event loop. Waiting is demultiplexed: the process subscribes once to its own reply channel, and
-each finished action notifies the reply channels registered in its waiters set. Pub/sub drops what is published
-while a connection is re-established, so every `RECHECK_INTERVAL_S` the waits are also checked against Redis
-itself; that check also notices runs whose records are gone (`RunLostError`) and aborts that were missed.
+`Runtime` on one event loop: its reply channel (`reply_channel`), its publisher (`publisher`), its code bundles
+(`bundles`), and the action records: attaching a wait (publishing the action when nobody has), an action's start
+checks, and its completion. Attaches and completions requested in one loop tick go to Redis in one pipeline.
 """
 
 from __future__ import annotations
@@ -14,8 +13,7 @@ import os
 import secrets
 import socket
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Final, cast
 
 from celery import Celery
@@ -32,18 +30,15 @@ from flyte_celery._celery.records import (
     Start,
     notification,
 )
+from flyte_celery._celery.reply_channel import CLOSE_TIMEOUT_S, ReplyChannel, text_of
 from flyte_celery._celery.scripts import Scripts
 from flyte_celery._config_model import Settings
 from flyte_celery._keyrings import fleet_keyring
 from flyte_celery._logging import system_logger
 from flyte_celery._redis_connect import async_client
-from flyte_celery._throttle import Backoff, LogThrottle
-from flyte_celery._urls import redact
-from flyte_celery.errors import RunLostError, RuntimeSystemError
+from flyte_celery.errors import RuntimeSystemError
 
 REDIS_MAX_CONNECTIONS: Final = 32  # per process; waiters queue for a connection beyond that
-RECHECK_INTERVAL_S: Final = 2.0  # how often waits are checked against Redis, in case a notification was missed
-CLOSE_TIMEOUT_S: Final = 2.0
 
 
 class Runtime:
@@ -66,146 +61,28 @@ class Runtime:
         self.redis = async_client(settings.redis_url_resolved(), max_connections=REDIS_MAX_CONNECTIONS)
         self.bundles = BundleCache(self.redis, self.keys, self.keyring)
         self.publisher = Publisher(app, self.keyring)
-        self._attaching: list[tuple[tuple[str, str, bool], asyncio.Future[Any]]] = []
-        self._waiting: defaultdict[str, list[asyncio.Future[bytes | None]]] = defaultdict(list)
-        self._reader: asyncio.Task[None] | None = None
-        self._pubsub: Any = None
         self.scripts = Scripts(self.redis, {"attach": ATTACH, "start": START, "complete": COMPLETE})
+        self.replies = ReplyChannel(
+            self.redis, self.keys, self.reply_channel, settings.redis_url_resolved(), give_up_after_s
+        )
+        self.on_abort = self.replies.on_abort
+        self.watch_runs = self.replies.watch_runs
+        self._attaching: list[tuple[tuple[str, str, bool], asyncio.Future[Any]]] = []
         self._completing: list[tuple[tuple[str, str, bytes], asyncio.Future[Any]]] = []
-        self._abort_listeners: list[Callable[[str], None]] = []
-        self._hosted_runs: list[Callable[[], Iterable[str]]] = []
-        self._outage_log = LogThrottle()
-        self._closing = False
-        self._unreachable_since: float | None = None
-
-    def on_abort(self, listener: Callable[[str], None]) -> Callable[[], None]:
-        """Call `listener(run)` when a run is aborted; returns the function that stops it."""
-        self._abort_listeners.append(listener)
-        return lambda: self._abort_listeners.remove(listener)
-
-    def watch_runs(self, hosted: Callable[[], Iterable[str]]) -> None:
-        """`hosted()` names runs with actions in this process: their aborts are also looked for in Redis."""
-        self._hosted_runs.append(hosted)
 
     async def start(self) -> None:
         await self.scripts.load()
-        self._pubsub = self.redis.pubsub()
-        await self._pubsub.subscribe(self.reply_channel, self.keys.abort_channel)
-        self._reader = asyncio.ensure_future(self._read())
+        await self.replies.start()
 
     async def close(self) -> None:
-        """Stop reading and close the connections, within `CLOSE_TIMEOUT_S` a step whatever state they are in (a
+        """Stop reading and close the connections, a step at most `CLOSE_TIMEOUT_S` whatever state they are in (a
         client interrupted by Ctrl-C must not hang here)."""
-        self._closing = True
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.wait({self._reader}, timeout=CLOSE_TIMEOUT_S)
-        for step in (self._pubsub.aclose() if self._pubsub is not None else None, self.redis.aclose()):
-            if step is None:
-                continue
-            try:
-                await asyncio.wait_for(step, CLOSE_TIMEOUT_S)
-            except (asyncio.TimeoutError, Exception) as exc:
-                system_logger.debug("closing a Redis connection failed: %r", exc)
+        await self.replies.close()
+        try:
+            await asyncio.wait_for(self.redis.aclose(), CLOSE_TIMEOUT_S)
+        except (asyncio.TimeoutError, Exception) as exc:
+            system_logger.debug("closing the Redis client failed: %r", exc)
         await asyncio.get_running_loop().run_in_executor(None, self.publisher.close)
-
-    # Notifications: the reply channel, and rechecks against Redis for what pub/sub may have dropped.
-    async def _read(self) -> None:
-        loop = asyncio.get_running_loop()
-        backoff = Backoff()
-        next_check = loop.time() + RECHECK_INTERVAL_S
-        while not self._closing:  # redis-py may turn a cancellation into a connection error: the flag still holds
-            try:
-                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=RECHECK_INTERVAL_S)
-                if message is not None:
-                    self._on_message(text_of(message["channel"]), message["data"])
-                if loop.time() >= next_check:
-                    await self._recheck()
-                    next_check = loop.time() + RECHECK_INTERVAL_S
-                self._reachable()
-                backoff.reset()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._unreachable(exc)
-                await asyncio.sleep(backoff.next_delay())
-                next_check = 0.0  # whatever was missed meanwhile is looked for as soon as Redis answers
-
-    def _reachable(self) -> None:
-        if self._unreachable_since is not None:
-            system_logger.warning("Redis answers again after %.1fs", time.monotonic() - self._unreachable_since)
-            self._unreachable_since = None
-
-    def _unreachable(self, exc: Exception) -> None:
-        now = time.monotonic()
-        if self._unreachable_since is None:
-            self._unreachable_since = now
-        held = self._outage_log.ready()
-        if held is not None:
-            more = f" ({held} similar failures not logged)" if held else ""
-            system_logger.warning("Redis is unreachable (%s); retrying with back-off%s", exc, more)
-        if self.give_up_after_s is not None and now - self._unreachable_since >= self.give_up_after_s:
-            url = redact(self.settings.redis_url_resolved())
-            error = RuntimeSystemError(
-                "RedisUnavailable",
-                f"Redis at {url} has been unreachable for {now - self._unreachable_since:.0f}s ({exc}): "
-                "check redis.url (FLYTE_CELERY_REDIS_URL) and that the server is up",
-            )
-            self._fail_waits(lambda _run: error)
-
-    def _on_message(self, channel: str, data: bytes | str) -> None:
-        raw = data.encode() if isinstance(data, str) else data
-        key, _, outcome = raw.partition(b"\n")  # run and action names hold no newline
-        self._dispatch(channel, key.decode("utf-8", "replace"), outcome or None)
-
-    def _dispatch(self, channel: str, data: str, outcome: bytes | None = None) -> None:
-        if channel == self.keys.abort_channel:
-            for listener in list(self._abort_listeners):
-                listener(data)
-            return
-        for future in self._waiting.pop(data, ()):
-            if not future.done():
-                future.set_result(outcome)
-
-    def _fail_waits(self, error_for: Callable[[str], Exception | None]) -> None:
-        for key in list(self._waiting):
-            error = error_for(key.rpartition(":")[0])
-            if error is None:
-                continue
-            for future in self._waiting.pop(key, ()):
-                if not future.done():
-                    future.set_exception(error)
-
-    async def _recheck(self) -> None:
-        """Wake the waits whose action has a result, fail those whose run is gone, and abort the hosted runs marked
-        aborted (all missed notifications)."""
-        waits = list(self._waiting)
-        waited_runs = sorted({key.rpartition(":")[0] for key in waits})
-        hosted = sorted({run for source in self._hosted_runs for run in source()})
-        if not waits and not hosted:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in waits:
-                run, _, action = key.rpartition(":")
-                pipe.exists(self.keys.result(run, action))
-            for run in waited_runs:
-                pipe.exists(self.keys.run(run))
-            for run in hosted:
-                pipe.exists(self.keys.aborted(run))
-            found = iter(await pipe.execute())
-        done = [next(found) for _ in waits]
-        present = [next(found) for _ in waited_runs]
-        aborted = [next(found) for _ in hosted]
-        for key, finished in zip(waits, done, strict=True):
-            if finished:
-                self._dispatch(self.reply_channel, key)
-        lost = {run for run, exists in zip(waited_runs, present, strict=True) if not exists}
-        if lost:
-            system_logger.error("the records of run(s) %s are gone from Redis; failing their waits", sorted(lost))
-            self._fail_waits(lambda run: RunLostError(run) if run in lost else None)
-        for run, is_aborted in zip(hosted, aborted, strict=True):
-            if is_aborted:
-                self._dispatch(self.keys.abort_channel, run)
 
     # Waiting for an action (publishing it first when nobody has).
     async def wait_for(
@@ -230,8 +107,7 @@ class Runtime:
             UnsafePayloadError: If the stored result was not sealed for this run and action.
         """
         key = notification(run, action)
-        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        self._waiting[key].append(future)
+        future = self.replies.expect(key)
         try:
             publishing = None
             if eager and publication is not None:
@@ -258,11 +134,7 @@ class Runtime:
                     raise RuntimeSystemError("ResultMissing", f"action {run}/{action} finished but has no result")
             return decode_outcome(self.keyring, result, run, action)
         finally:
-            waiting = self._waiting.get(key)
-            if waiting is not None and future in waiting:
-                waiting.remove(future)
-                if not waiting:
-                    del self._waiting[key]
+            self.replies.forget(key, future)
 
     # Attaching: every wait registered in one loop tick goes to Redis in one pipelined round trip.
     async def _attach_batched(self, run: str, action: str, republish: bool) -> tuple[bytes | None, int]:
@@ -371,8 +243,3 @@ class Runtime:
         for (_, future), written in zip(batch, replies[::2], strict=True):
             if not future.done():
                 future.set_result(written)
-
-
-def text_of(value: Any) -> str:
-    """A Redis reply (bytes or str) as text."""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

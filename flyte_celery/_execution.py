@@ -46,7 +46,7 @@ async def execute_action(call: ActionCall, run: RunSpec, controller: Controller,
             return await run_attempt(call, run, controller, 0)  # the common case, one frame shallower
         return await run_attempts(call, run, controller)
     if call.read_cache:
-        hit = _loaded(await cache.get(key, call.task.cache.max_age_delta), call)
+        hit = await cached_output(cache, key, call)
         if hit is not None:
             return hit[0]
     owner = f"{run.name}/{call.action.name}"
@@ -77,6 +77,11 @@ async def _keep_reserved(cache: SealedCache, key: str, owner: str) -> None:
             await cache.reserve(key, owner, SERIALIZED_RESERVATION_TTL_S)
         except Exception as exc:  # a passing store error: the next beat tries again
             system_logger.warning("could not renew the cache reservation of %s: %s", key, exc)
+
+
+async def cached_output(cache: SealedCache, key: str, call: ActionCall) -> tuple[Any] | None:
+    """`(output,)` of `call` from its cache entry under `key`, if there is one young enough that loads."""
+    return _loaded(await cache.get(key, call.task.cache.max_age_delta), call)
 
 
 def _loaded(payload: Authenticated | None, call: ActionCall) -> tuple[Any] | None:

@@ -48,8 +48,8 @@ class ActionHost:
     def __init__(self, runtime: Runtime, loop: asyncio.AbstractEventLoop) -> None:
         self.runtime = runtime
         self.loop = loop
-        self.controller = CeleryController(runtime, loop)
         self.cache = redis_cache(runtime.settings, runtime.keyring)
+        self.controller = CeleryController(runtime, loop, self.cache)
         self.end_events = EndEvents(runtime.app)
         self._running: defaultdict[str, set[asyncio.Task[Any]]] = defaultdict(set)
         self.leases: LeaseKeeper | None = None

@@ -168,7 +168,7 @@ async def _launch_hybrid(
             _create_run_record(client, runtime.keys, spec, task, digest, runtime.keyring.current_id)
         finally:
             client.close()
-        controller = CeleryController(runtime, asyncio.get_running_loop())
+        controller = CeleryController(runtime, asyncio.get_running_loop(), cache)
         call = prepare_root_call(spec, task, args, kwargs, ROOT_ACTION_NAME)
         try:
             with environ_overlay({**task.env_vars, **spec.env_vars}):

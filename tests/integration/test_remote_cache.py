@@ -150,3 +150,16 @@ def test_cache_entries_use_the_documented_key_layout(worker_factory: WorkerFacto
     assert _run(remote_cache.cached_square, 8) == 64
     expected = _expected_key(remote_cache.cached_square, {"x": 8})
     assert _cache_entries(redis_client) == [f"{CACHE_PREFIX}{{{expected}}}"]
+
+
+def test_a_parent_answers_a_cached_child_itself_without_a_message(worker_factory: WorkerFactory) -> None:
+    worker = worker_factory.start(concurrency=1)
+    assert _run(remote_cache.parent_of_cached, 11) == 121  # computes the child and fills the cache
+
+    def children_received() -> int:
+        return len(re.findall(rf"Task {re.escape(remote_cache.cached_square.name)}\[\S+\] received", worker.log()))
+
+    assert children_received() == 1
+    assert _run(remote_cache.parent_of_cached, 11) == 121
+    assert _run(remote_cache.parent_of_cached, 11) == 121
+    assert children_received() == 1, "a cache hit sent the child to the fleet"

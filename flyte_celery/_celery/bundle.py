@@ -17,7 +17,7 @@ import sys
 import sysconfig
 import types
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import cloudpickle
 
 from flyte_celery._action_call import remember_cache_version
 from flyte_celery._cache import FunctionBodyPolicy, VersionParameters
+from flyte_celery._celery.bundle_sources import Sources, restore_sources, sources_of
 from flyte_celery._environment import Environment, TaskEnvironment
 from flyte_celery._signing import KeyRing
 from flyte_celery._task import TaskTemplate
@@ -38,10 +39,11 @@ _NOT_USER_CODE = frozenset({"builtins", "typing", "abc", "enum", "collections", 
 
 @dataclass(frozen=True)
 class Bundle:
-    """A task tree: tasks by name, and their cache versions computed from source."""
+    """A task tree: tasks by name, their cache versions computed from source, and the source of their modules."""
 
     tasks: dict[str, TaskTemplate[Any, Any]]
     cache_versions: dict[str, str]
+    sources: Sources = field(default_factory=dict)
 
 
 def register_bundle(bundle: Bundle) -> None:
@@ -49,6 +51,7 @@ def register_bundle(bundle: Bundle) -> None:
         version = bundle.cache_versions.get(name)
         if version is not None:
             remember_cache_version(task.func, version)
+    restore_sources(bundle.tasks.values(), bundle.sources)
 
 
 def collect_tasks(root: TaskTemplate[Any, Any]) -> dict[str, TaskTemplate[Any, Any]]:
@@ -117,7 +120,7 @@ def build_bundle(root: TaskTemplate[Any, Any]) -> tuple[bytes, Bundle]:
     for name, task in tasks.items():
         if task.cache.is_enabled():
             versions[name] = task.cache.get_version(VersionParameters(func=task.func, image=task.image))
-    bundle = Bundle(tasks, versions)
+    bundle = Bundle(tasks, versions, sources_of(tasks.values()))
     return dumps_by_value(bundle), bundle
 
 

@@ -35,7 +35,7 @@ class EndEvents:
                     self.app.connection_for_write(), hostname=hostname
                 )
             if outcome.error is None:
-                dispatcher.send("task-succeeded", uuid=task_id, result=_short(repr(outcome.value)), runtime=runtime)
+                dispatcher.send("task-succeeded", uuid=task_id, result=short_repr(outcome.value), runtime=runtime)
             else:
                 error = outcome.error
                 dispatcher.send(
@@ -51,6 +51,14 @@ class EndEvents:
                 dispatcher.close()
                 dispatcher.connection.release()
             self._dispatchers.clear()
+
+
+def short_repr(value: Any) -> str:
+    """How Flower shows an action's output: its repr, cut short."""
+    try:
+        return _short(repr(value))
+    except Exception as exc:  # a user's __repr__ that fails says nothing about the action
+        return f"<{type(value).__name__}: repr failed: {exc}>"
 
 
 def _short(text: str) -> str:

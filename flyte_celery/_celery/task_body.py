@@ -12,9 +12,10 @@ import json
 from typing import Any
 
 from flyte_celery._celery.envelope import HEADER, claimed_identity, decode_envelope
+from flyte_celery._celery.events import short_repr
 from flyte_celery._celery.message import MAC_HEADER, AuthenticMessage, authenticate_message
 from flyte_celery._celery.outcome import Outcome
-from flyte_celery._celery.request import HOSTED
+from flyte_celery._celery.request import HOSTED, ActionFailed
 from flyte_celery._celery.worker_process import WorkerProcess, worker_process
 from flyte_celery._config_model import Settings
 from flyte_celery._logging import system_logger
@@ -59,7 +60,10 @@ def run_action_body(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any], se
     outcome = future.result()
     if outcome is None:
         return "not started: finished, running elsewhere, or its run is gone"
-    return "failed" if outcome.error is not None else "succeeded"
+    if outcome.error is not None:
+        error = outcome.error
+        raise ActionFailed(f"{type(error).__name__}({error.code!r}, {str(error)!r})", error.traceback_text or "")
+    return short_repr(outcome.value)
 
 
 def _header(request: Any, name: str) -> Any:

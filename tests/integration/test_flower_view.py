@@ -84,3 +84,29 @@ def test_flower_shows_actions_by_task_name_with_inputs_and_tree_links(
     assert {c["name"] for c in children} == {"trees.tree"}
     assert all("depth=0" in c["args"] for c in children)
     assert all(c["root_id"] == root_id and c["parent_id"] == root_id for c in children)
+
+
+def test_flower_shows_failed_actions_as_failures_with_their_error(worker_factory: WorkerFactory, flower: str) -> None:
+    worker_factory.start(concurrency=1)
+    run = flyte.with_runcontext(mode="remote").run(trees.mixed, 4)
+    assert run.outputs(timeout=60).o0 == [0, -1, 20, -1]
+
+    def leaves_done() -> dict[str, Any] | None:
+        tasks = _get(f"{flower}/api/tasks") or {}
+        leaves = {
+            tid: t for tid, t in tasks.items() if tid.startswith(run.name) and t.get("name") == "trees.shaky_leaf"
+        }
+        settled = [t for t in leaves.values() if t.get("state") in ("SUCCESS", "FAILURE")]
+        return leaves if len(settled) == 4 else None
+
+    leaves = wait_until(leaves_done, 30, "Flower to see the four leaves end")
+    assert isinstance(leaves, dict)
+    states = sorted(t["state"] for t in leaves.values())
+    assert states == ["FAILURE", "FAILURE", "SUCCESS", "SUCCESS"]
+    for leaf in leaves.values():
+        if leaf["state"] == "FAILURE":
+            assert "ValueError" in leaf["exception"]
+            assert "odd leaf" in leaf["exception"]
+            assert "raise ValueError" in leaf["traceback"], leaf["traceback"]  # the user's code, not the body's
+        else:
+            assert leaf["result"].strip("'\"") in ("0", "20")  # a short repr of the output

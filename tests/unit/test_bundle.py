@@ -286,13 +286,26 @@ def test_cache_key_survives_without_the_source(source_module: tuple[ModuleType, 
 
     make_source_unavailable(module, path)
     loaded = stored_and_opened(data).tasks[module.tripled.name]
-    # The premise: computed here, the version would differ (the source is gone) ...
-    assert loaded.cache.get_version(VersionParameters(func=loaded.func, image=loaded.image)) != version
-    # ... but the shipped one is used, so the key is the one local mode computes.
+    # The file is gone here, but the shipped version (and the source, for tracebacks) came with the bundle: the key
+    # is the one local mode computes.
     again = prepare_root_call(spec, loaded, (4,), {}, "a0")
     assert again.cache_key == original.cache_key
     assert again.context.version == original.context.version == version
     assert asyncio.run(loaded.func(4)) == 12
+
+
+def test_bundled_functions_keep_their_file_and_source_lines(source_module: tuple[ModuleType, Path]) -> None:
+    module, path = source_module
+    data, _ = build_bundle(module.root)
+    make_source_unavailable(module, path)
+    loaded = stored_and_opened(data).tasks[module.tripled.name]
+    code = loaded.func.__code__
+    assert code.co_filename == str(path)  # cloudpickle alone names it "<dynamic-code>"
+    import linecache
+
+    assert "def tripled" in linecache.getline(code.co_filename, code.co_firstlineno + 1) + linecache.getline(
+        code.co_filename, code.co_firstlineno
+    )
 
 
 # --- which modules travel by value -------------------------------------------------------------------------------

@@ -43,3 +43,17 @@ def spin(seconds: float) -> tuple[int, float, float]:
 @env.task
 async def two_spins(seconds: float) -> list[tuple[int, float, float]]:
     return list(await asyncio.gather(spin.aio(seconds), spin.aio(seconds)))
+
+
+@env.task
+async def shaky_leaf(i: int) -> int:
+    if i % 2:
+        raise ValueError(f"odd leaf {i}")
+    return i * 10
+
+
+@env.task
+async def mixed(n: int) -> list[int]:
+    """Gathers leaves of which the odd ones fail, keeping the failures as values."""
+    results = await asyncio.gather(*(shaky_leaf(i) for i in range(n)), return_exceptions=True)
+    return [r if isinstance(r, int) else -1 for r in results]

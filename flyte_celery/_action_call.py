@@ -48,9 +48,9 @@ def prepare_child_call(
     """The `ActionCall` for `task(*args, **kwargs)` made by the task running in `frame`.
 
     Raises:
-        TypeError: If the arguments do not fit the task's signature.
+        TypeError: If the arguments do not fit the task's signature or their declared types.
     """
-    inputs = task.interface.bind(args, kwargs, task.name)
+    inputs = bind_inputs(task, args, kwargs)
     parent = frame.task
     parent_action = parent.task_action or parent.action
     group = parent.group_data.name if parent.group_data else None
@@ -78,8 +78,12 @@ def prepare_child_call(
 def prepare_root_call(
     run: RunSpec, task: TaskTemplate[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], action_name: str
 ) -> ActionCall:
-    """The `ActionCall` for the root task of `run`."""
-    inputs = task.interface.bind(args, kwargs, task.name)
+    """The `ActionCall` for the root task of `run`.
+
+    Raises:
+        TypeError: If the arguments do not fit the task's signature or their declared types.
+    """
+    inputs = bind_inputs(task, args, kwargs)
     action = ActionID(name=action_name, run_name=run.name, project=run.project, domain=run.domain, org=run.org)
     key, version = _cache_key(task, inputs, None, run)
     context = TaskContext(
@@ -95,6 +99,15 @@ def prepare_root_call(
         interactive_mode=run.interactive_mode,
     )
     return ActionCall(task, inputs, context, key, not run.overwrite_cache)
+
+
+def bind_inputs(task: TaskTemplate[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A call's arguments by input name, defaults filled in, each converted by its declared type.
+
+    Raises:
+        TypeError: Naming the task (and the input), when the arguments do not fit its signature or their types.
+    """
+    return task.interface.convert_inputs(task.interface.bind(args, kwargs, task.name), task.name)
 
 
 def _cache_key(

@@ -31,7 +31,7 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
 }
 SECTION_NAMES = frozenset({*SECTION_MODELS, FREE_FORM_SECTION})
 _TEXT_TYPES = (str, SecretStr)
-_SECRET_SECTIONS = frozenset({"security"})
+_SECRET_SECTIONS = frozenset({"security", "storage"})
 
 _current_settings: Settings | None = None
 

@@ -153,6 +153,38 @@ class WorkerSettings(_Section):
     max_hosted_actions: int = Field(default=500, ge=1)
 
 
+# Keys of a Flyte (flytectl) config's `storage` section; accepted there and ignored, as in `local`.
+FLYTE_STORAGE_KEYS = frozenset(
+    {"type", "connection", "container", "enable-multicontainer", "limits", "cache", "defaultHttpClient", "stow"}
+)
+
+
+class StorageSettings(_Section):
+    """Object storage (fsspec URLs such as `s3://bucket/prefix`) for files, directories and data frames.
+
+    Unset keys leave the standard variables in effect (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
+    `AWS_SECRET_ACCESS_KEY`, `AWS_DEFAULT_REGION`, profiles): botocore reads them when we pass nothing.
+    The timeouts and attempts bound every S3 request, so an unreachable endpoint fails instead of hanging.
+    """
+
+    endpoint_url: Optional[str] = None
+    access_key_id: Optional[SecretStr] = None
+    secret_access_key: Optional[SecretStr] = None
+    region: Optional[str] = None
+    anonymous: bool = False
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    inline_max_bytes: int = Field(default=4096, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_flyte_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if key not in FLYTE_STORAGE_KEYS}
+        return data
+
+
 class Settings(BaseModel):
     """All flyte-celery settings, from defaults, a config file and `FLYTE_CELERY_*` environment variables.
 
@@ -173,6 +205,7 @@ class Settings(BaseModel):
     cache: CacheSettings = CacheSettings()
     flower: FlowerSettings = FlowerSettings()
     worker: WorkerSettings = WorkerSettings()
+    storage: StorageSettings = StorageSettings()
     celery: dict[str, Any] = Field(default_factory=dict)
     source: Optional[Path] = None
 

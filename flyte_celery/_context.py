@@ -8,6 +8,7 @@ and thread started inside a block sees exactly the frame that was current when i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import secrets
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from flyte_celery._logging import set_log_context_provider
 
 if TYPE_CHECKING:
+    from flyte_celery._checkpoint import Checkpoint
     from flyte_celery._controllers.base import Controller
     from flyte_celery._run_spec import RunSpec
 
@@ -151,6 +153,16 @@ class TaskContext:
     def is_in_cluster(self) -> bool:
         """True when the task runs on a worker of the fleet (mode "remote")."""
         return self.mode == "remote"
+
+    @functools.cached_property
+    def checkpoint(self) -> Checkpoint:
+        """This action's checkpoint: `load()` what an earlier attempt (or worker) saved, `save(...)` the state to
+        resume from (see `flyte_celery._checkpoint`)."""
+        from flyte_celery._checkpoint import CHECKPOINT_NAME, Checkpoint
+        from flyte_celery._storage.urls import join
+
+        action = self.task_action or self.action
+        return Checkpoint(join(self.raw_data_path.path, action.name, CHECKPOINT_NAME))
 
     def replace(self, **changes: Any) -> TaskContext:
         """A copy with `changes` applied; `data` is merged rather than replaced."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from flyte_celery._action_call import ActionCall
 from flyte_celery._cache.sealed import SealedCache
-from flyte_celery._context import Frame, enter_frame, leave_frame
+from flyte_celery._context import Frame, TaskContext, enter_frame, leave_frame
 from flyte_celery._controllers.base import Controller
 from flyte_celery._logging import system_logger
 from flyte_celery._run_spec import RunSpec
@@ -28,6 +28,7 @@ from flyte_celery.errors import (
     RuntimeUserError,
     TaskTimeoutError,
 )
+from flyte_celery.report import finish as finish_report
 
 SERIALIZED_WAIT_TIMEOUT_S = 24 * 3600.0
 SERIALIZED_RESERVATION_TTL_S = 60.0  # renewed every third of it while the owner runs
@@ -157,7 +158,8 @@ async def run_attempt(
             if interrupt is not None:
                 interrupt()  # the sync body stops too, instead of running on unobserved
             raise
-        return copy_value(result, what=f"output of task {task.name!r}")
+        # Converted by the declared output types first: a mismatch fails the attempt as RuntimeUserError("TypeError").
+        return copy_value(task.interface.convert_outputs(result, task.name), what=f"output of task {task.name!r}")
     except BaseRuntimeError as err:
         raise _located(err, call) from None
     except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
@@ -169,6 +171,15 @@ async def run_attempt(
         if token is not None:
             leave_frame(token)
         controller.finalize_parent_action(context.action.key)
+        await _finish_report(context, task.report)
+
+
+async def _finish_report(context: TaskContext, write: bool) -> None:
+    """An attempt ended: write its report if the task declared `report=True`; a failure to write is logged."""
+    try:
+        await finish_report(context.action.key, context.output_path, write)
+    except Exception as exc:  # the task's own outcome stands
+        system_logger.warning("could not write the report of action %s: %s", context.action.name, exc)
 
 
 def _located(err: BaseRuntimeError, call: ActionCall) -> BaseRuntimeError:

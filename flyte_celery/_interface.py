@@ -10,8 +10,10 @@ from functools import cached_property
 from typing import Any
 
 from flyte_celery._cache import interface_hash
+from flyte_celery._types import TaskValues, generation
 
 NO_DEFAULT: Any = inspect.Parameter.empty
+_VALUES_KEY = "_task_values"  # where an interface keeps its converters, outside the dataclass fields
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,34 @@ class NativeInterface:
             raise TypeError(f"bad arguments for task {task_name!r}: {exc}") from None
         bound.apply_defaults()
         return dict(bound.arguments)
+
+    def convert_inputs(self, inputs: dict[str, Any], task_name: str) -> dict[str, Any]:
+        """Bound inputs with each value converted by its declared type (see `flyte_celery._types`).
+
+        Raises:
+            TypeError: Naming the task and the input, when a value does not fit its type.
+        """
+        return self._values().convert_inputs(inputs, task_name)
+
+    def convert_outputs(self, value: Any, task_name: str) -> Any:
+        """A task body's result converted by the declared output types.
+
+        Raises:
+            TypeError: Naming the task and the output, when the result does not fit them.
+        """
+        return self._values().convert_outputs(value, task_name)
+
+    def _values(self) -> TaskValues:
+        values: TaskValues | None = self.__dict__.get(_VALUES_KEY)
+        if values is None or values.generation != generation():
+            values = self.__dict__[_VALUES_KEY] = TaskValues(self.inputs, self.outputs, self.output_hint)
+        return values
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Converters are closures built where they are used: a pickled task (a code bundle) is sent without them.
+        state = dict(self.__dict__)
+        state.pop(_VALUES_KEY, None)
+        return state
 
     def output_tuple(self, value: Any) -> tuple[Any, ...]:
         """The outputs of one call as a tuple in output order: `(None,)` for none, `(v,)` for one."""

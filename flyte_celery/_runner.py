@@ -7,7 +7,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from flyte_celery._action_call import prepare_root_call
+from flyte_celery._action_call import bind_inputs, prepare_root_call
 from flyte_celery._cache import SQLiteCacheStore
 from flyte_celery._cache.sealed import SealedCache
 from flyte_celery._config_model import Settings
@@ -49,7 +49,7 @@ class Runner:
             raise TypeError(f"run() expects a task (made with @env.task), got {task!r}")
         settings = current_settings()
         spec = self.options.resolve(settings, extra_custom_context=driver_custom_context())
-        task.interface.bind(args, kwargs, task.name)
+        bind_inputs(task, args, kwargs)  # a bad argument fails here, before any run record or message exists
         _configure_logging(self.options, spec)
         if spec.mode == "local":
             return await _run_local(spec, settings, task, args, kwargs, dry_run=bool(self.options.dry_run))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import threading
 from collections.abc import Callable, Coroutine
@@ -16,7 +17,8 @@ def run_blocking(coro: Coroutine[Any, Any, R]) -> R:
     """Run `coro` to completion from synchronous code.
 
     With no event loop running in this thread it gets a fresh one; inside a running loop (a notebook, an async
-    framework) it runs on a helper thread, so the caller's loop is never re-entered.
+    framework, an async task body) it runs on a helper thread, in a copy of the caller's context, so the caller's
+    loop is never re-entered and the call still sees the task it was made from.
     """
     try:
         asyncio.get_running_loop()
@@ -28,10 +30,11 @@ def run_blocking(coro: Coroutine[Any, Any, R]) -> R:
         # Outside the except block, so a failure's traceback does not drag "no running event loop" along.
         return asyncio.run(coro)
     outcome: dict[str, Any] = {}
+    context = contextvars.copy_context()  # the caller's: a task calling `flyte_celery.report.log(...)` stays in it
 
     def target() -> None:
         try:
-            outcome["value"] = asyncio.run(coro)
+            outcome["value"] = context.run(asyncio.run, coro)
         except BaseException as exc:
             outcome["error"] = exc
 

@@ -16,6 +16,7 @@ Hierarchy::
         │   ├── UnionRpcError
         │   ├── MessageDecodeError +     field, raw
         │   ├── RunLostError +           run_name
+        │   ├── StorageError +           url, reason, action
         │   └── UnsafePayloadError +
         │       └── UnknownSigningKeyError + key_id, accepted_ids
         ├── RuntimeUnknownError
@@ -69,6 +70,18 @@ import traceback
 from typing import Any, ClassVar, Literal, NoReturn, TypeVar
 
 ErrorKind = Literal["system", "unknown", "user"]
+StorageErrorReason = Literal[
+    "not_found",
+    "no_bucket",
+    "unreachable",
+    "timeout",
+    "credentials",
+    "permission",
+    "missing_extra",
+    "unknown_protocol",
+    "other",
+]
+
 
 _E = TypeVar("_E", bound="BaseRuntimeError")
 _C = TypeVar("_C", bound="CustomError")
@@ -455,6 +468,26 @@ class RunLostError(RuntimeSystemError):
         self.run_name = run_name
 
 
+class StorageError(RuntimeSystemError):
+    """Raised when reading, writing or listing storage fails.
+
+    Args:
+        url: The URL (or local path) the operation was on; kept with any credentials redacted.
+        reason: What went wrong, for code that branches on it (e.g. "not_found", "unreachable", "credentials").
+        detail: The cause, with what to do about it.
+        action: What was being done ("read", "write", "upload to", ...).
+    """
+
+    def __init__(self, url: str, reason: StorageErrorReason, detail: str, action: str = "access") -> None:
+        from flyte_celery._urls import redact
+
+        shown = redact(url)
+        super().__init__("StorageError", f"Cannot {action} {shown}: {detail}")
+        self.url = shown
+        self.reason: StorageErrorReason = reason
+        self.action = action
+
+
 class RunOptionError(ValueError):
     """Raised when a ``with_runcontext`` option, named by ``option``, has a bad value (flyte-celery addition)."""
 
@@ -511,6 +544,8 @@ __all__ = [
     "RuntimeUnknownError",
     "RuntimeUserError",
     "SlowDownError",
+    "StorageError",
+    "StorageErrorReason",
     "SyncTaskCallInAsyncContextError",
     "TaskInterruptedError",
     "TaskTimeoutError",

@@ -21,6 +21,7 @@ from flyte_celery._celery.envelope import Envelope
 from flyte_celery._celery.events import EndEvents
 from flyte_celery._celery.hosting import Slot, slot_held
 from flyte_celery._celery.leases import LeaseKeeper
+from flyte_celery._celery.offload import load_inputs
 from flyte_celery._celery.outcome import Outcome
 from flyte_celery._celery.records import Start
 from flyte_celery._celery.runtime import Runtime
@@ -99,9 +100,11 @@ class ActionHost:
             else:
                 outcome = await self._outcome(envelope, inputs, slot, mode)
             what = f"task {envelope.action.task!r}"
+            store_in, limit = envelope.run.run_base_dir or None, self._inline_limit(envelope)
             # A parent waits on this write (which also drops the lease in Redis): retried through a passing hiccup.
             await _with_redis_retries(
-                lambda: self.runtime.complete(run, action, outcome, what), f"outcome of {envelope.task_id}"
+                lambda: self.runtime.complete(run, action, outcome, what, store_in=store_in, max_bytes=limit),
+                f"outcome of {envelope.task_id}",
             )
             if slot is not None and slot.released and hostname:
                 await asyncio.get_running_loop().run_in_executor(
@@ -129,6 +132,9 @@ class ActionHost:
                 )
             _check_queued_time(envelope, task.timeout.max_queued_time_s)
             spec = envelope.run.to_spec()
+            if envelope.action.inputs_url:
+                url = envelope.action.inputs_url
+                inputs = await load_inputs(self.runtime.keyring, url, spec.name, envelope.action.name)
             context = envelope.task_context(mode)
             call = ActionCall(task, loads_value(inputs), context, envelope.action.cache_key, envelope.action.read_cache)
             cache = self.cache if call.cache_key else None
@@ -156,6 +162,11 @@ class ActionHost:
                     run_name=envelope.run.name, action_name=envelope.action.name, task_name=envelope.action.task
                 )
             )
+
+    def _inline_limit(self, envelope: Envelope) -> int | None:
+        bundle = self.runtime.bundles.loaded(envelope.action.bundle)
+        task = bundle.tasks.get(envelope.action.task) if bundle is not None else None
+        return task.max_inline_io_bytes if task is not None else None
 
     def hand_off(self) -> None:
         """Stop hosting: cancel every action here without recording an outcome (their leases are expired)."""

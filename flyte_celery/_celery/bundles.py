@@ -55,6 +55,10 @@ class BundleCache:
         self._index(digest, bundle)
         return bundle
 
+    def loaded(self, digest: str) -> Bundle | None:
+        """The bundle stored under `digest`, if this process has loaded it."""
+        return self._bundles.get(digest)
+
     def _index(self, digest: str, bundle: Bundle) -> None:
         if len(self._bundles) >= MAX_CACHED_BUNDLES:
             old = self._bundles.pop(next(iter(self._bundles)))

@@ -22,7 +22,8 @@ from flyte_celery._cache.sealed import SealedCache
 from flyte_celery._celery.bundle import dumps_by_value
 from flyte_celery._celery.envelope import ActionMessage, Envelope, RunContextMessage
 from flyte_celery._celery.hosting import release_current_slot, waiting_on_a_child
-from flyte_celery._celery.outcome import Outcome, decode_outcome
+from flyte_celery._celery.offload import breach, outcome_of, store_inputs
+from flyte_celery._celery.outcome import Outcome
 from flyte_celery._celery.publisher import Publication, inputs_repr
 from flyte_celery._celery.runtime import Runtime
 from flyte_celery._context import Frame
@@ -60,8 +61,17 @@ class CeleryController(ChildCalls):
             inputs = dumps_by_value(call.inputs)
         except Exception as exc:
             raise RuntimeUserError(type(exc).__name__, f"the inputs of {task.name!r} cannot be pickled: {exc}") from exc
+        too_big = breach(len(inputs), task.max_inline_io_bytes, f"inputs of task {task.name!r}")
+        if too_big is not None:
+            raise too_big
+        inputs_url = None
+        if len(inputs) > self.runtime.inline_max_bytes:
+            inputs_url = await store_inputs(
+                self.runtime.keyring, frame.run.run_base_dir, frame.run.name, call.action.name, inputs
+            )
+            inputs = b""
         bundle = await self.runtime.bundles.digest_for(task)
-        envelope = child_envelope(call, frame, bundle)
+        envelope = child_envelope(call, frame, bundle, inputs_url)
         publication = Publication(envelope, inputs, inputs_repr(call.inputs))
         # While it waits, the caller's env_vars are lifted: other runs' code may execute in this process meanwhile.
         try:
@@ -85,7 +95,7 @@ class CeleryController(ChildCalls):
         blob = await self.runtime.redis.get(self.runtime.keys.result(run, action))
         if blob is None:
             return None
-        outcome = decode_outcome(self.runtime.keyring, cast(bytes, blob), run, action)
+        outcome = await outcome_of(self.runtime.keyring, cast(bytes, blob), run, action)
         return None if outcome.error is not None else (outcome.value,)
 
     async def record_trace(self, frame: Frame, output: Any) -> None:
@@ -119,16 +129,22 @@ def queue_of(task: TaskTemplate[Any, Any], run: RunSpec) -> str:
     return run.queue or task.queue or run.default_queue
 
 
-def child_envelope(call: ActionCall, frame: Frame, bundle: str) -> Envelope:
+def child_envelope(call: ActionCall, frame: Frame, bundle: str, inputs_url: str | None = None) -> Envelope:
     parent = frame.task.task_action or frame.task.action
     return Envelope(
         run=RunContextMessage.from_spec(frame.run),
-        action=action_message(call, bundle, frame.run, parent=parent.name, group=_group(frame)),
+        action=action_message(call, bundle, frame.run, parent=parent.name, group=_group(frame), inputs_url=inputs_url),
     )
 
 
 def action_message(
-    call: ActionCall, bundle: str, run: RunSpec, *, parent: str | None, group: str | None
+    call: ActionCall,
+    bundle: str,
+    run: RunSpec,
+    *,
+    parent: str | None,
+    group: str | None,
+    inputs_url: str | None = None,
 ) -> ActionMessage:
     return ActionMessage(
         name=call.action.name,
@@ -143,6 +159,7 @@ def action_message(
         output_path=call.context.output_path,
         queue=queue_of(call.task, run),
         queued_at=time.time(),
+        inputs_url=inputs_url,
     )
 
 

@@ -82,6 +82,7 @@ class ActionMessage(_Model):
     queue: str = Field(min_length=1)
     queued_at: float | None = None
     replay: bool = False
+    inputs_url: str | None = None  # where the inputs are, when they were too big to travel in the message
 
 
 class Envelope(_Model):

@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 from typing import Any, Final, cast
+from urllib.parse import urlsplit
 
 from celery import Celery
 
@@ -19,6 +20,7 @@ from flyte_celery._celery.controller import CeleryController, action_message
 from flyte_celery._celery.envelope import Envelope, RunContextMessage, celery_task_id
 from flyte_celery._celery.key_census import record_signing_key
 from flyte_celery._celery.keys import Keys, lease_member
+from flyte_celery._celery.offload import breach, is_reference, store_inputs
 from flyte_celery._celery.outcome import Outcome, decode_outcome
 from flyte_celery._celery.publisher import Publication, SentEvents, inputs_repr, send
 from flyte_celery._celery.reply_channel import text_of
@@ -34,15 +36,19 @@ from flyte_celery._redis_connect import sync_client
 from flyte_celery._run import ActionOutputs, ActionPhase, CompletedRun, DryRun, Run, remember
 from flyte_celery._run_options import RunOptions
 from flyte_celery._run_spec import RunSpec
+from flyte_celery._storage import is_local
 from flyte_celery._task import TaskTemplate
+from flyte_celery._urls import redact
 from flyte_celery.errors import (
     ActionAbortedError,
     BaseRuntimeError,
     RunAlreadyExistsError,
+    RunOptionError,
     TaskTimeoutError,
 )
 
 _apps: dict[int, tuple[Settings, Celery]] = {}
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 # A client waiting on a run fails (rather than hangs) once Redis has been unreachable this long.
 CLIENT_GIVE_UP_AFTER_S: Final = 60.0
 
@@ -63,7 +69,12 @@ async def launch(
     kwargs: dict[str, Any],
     options: RunOptions,
 ) -> Run:
-    """Start a remote run (returns at once) or a hybrid one (returns when its root, run here, is done)."""
+    """Start a remote run (returns at once) or a hybrid one (returns when its root, run here, is done).
+
+    Raises:
+        RunOptionError: If the run's paths are on this machine while its workers may run on others.
+    """
+    check_reachable(spec, settings.redis_url_resolved())
     if spec.mode == "hybrid" and not options.dry_run:  # a hybrid dry run stores the bundle, like a remote one
         return await _launch_hybrid(spec, settings, task, args, kwargs)
     return await asyncio.get_running_loop().run_in_executor(
@@ -89,13 +100,20 @@ def _launch_remote(
         spec = dataclasses.replace(spec, version=spec.version or code_version(bundle))
         call = prepare_root_call(spec, task, args, kwargs, ROOT_ACTION_NAME)
         inputs = dumps_by_value(call.inputs)
+        too_big = breach(len(inputs), task.max_inline_io_bytes, f"inputs of task {task.name!r}")
+        if too_big is not None:
+            raise too_big
         client.set(keys.bundle(digest), seal_bundle(keyring, data), ex=keys.run_ttl_s)
         if dry_run:
             return Run(DryRun(spec.name, spec.run_base_dir, _copy_bundle(data, digest, copy_bundle_to)))
+        inputs_url = None
+        if len(inputs) > settings.storage.inline_max_bytes:
+            inputs_url = asyncio.run(store_inputs(keyring, spec.run_base_dir, spec.name, ROOT_ACTION_NAME, inputs))
+            inputs = b""
         _create_run_record(client, keys, spec, task, digest, keyring.current_id)
         envelope = Envelope(
             run=RunContextMessage.from_spec(spec),
-            action=action_message(call, digest, spec, parent=None, group=None),
+            action=action_message(call, digest, spec, parent=None, group=None, inputs_url=inputs_url),
         )
         client.set(keys.enqueued(spec.name, ROOT_ACTION_NAME), "1", ex=keys.result_ttl_s)
         publication = Publication(envelope, inputs, inputs_repr(call.inputs))
@@ -112,6 +130,31 @@ def _launch_remote(
         client.close()
     outputs = tuple(task.interface.outputs)
     return remember(RemoteRunBackend(spec.name, settings, outputs, run_base_dir=spec.run_base_dir))
+
+
+def check_reachable(spec: RunSpec, redis_url: str) -> None:
+    """Refuse paths on this machine's disk when the workers may run elsewhere: they could neither read the inputs
+    put there nor write outputs a client could read. Workers that reach Redis on this machine's loopback run here."""
+    if redis_is_local(redis_url):
+        return
+    for option, path in (("run_base_dir", spec.run_base_dir), ("raw_data_path", spec.raw_data_path)):
+        if path and is_local(path):
+            raise RunOptionError(
+                option,
+                f"{path!r} is a path on this machine, but the workers reach Redis at {redact(redis_url)}, so they may "
+                "run on other machines that cannot read or write it: use a location every worker reaches, such as "
+                f"s3://bucket/prefix (with_runcontext({option}=...), or run.{option} / FLYTE_CELERY_RUN_"
+                f"{option.upper()})",
+            )
+
+
+def redis_is_local(url: str) -> bool:
+    """Whether a Redis URL names this machine (loopback or a unix socket): then its workers run here too."""
+    if url.startswith("unix://"):
+        return True
+    hosts = urlsplit(url).netloc.rpartition("@")[2]
+    names = [entry.rsplit(":", 1)[0].strip("[]") for entry in hosts.split(",") if entry]
+    return bool(names) and all(name in LOOPBACK_HOSTS for name in names)
 
 
 def _copy_bundle(data: bytes, digest: str, destination: str | Path | None) -> str | None:
@@ -176,7 +219,8 @@ async def _launch_hybrid(
         except BaseRuntimeError as err:
             await runtime.complete(spec.name, ROOT_ACTION_NAME, Outcome(error=err), f"task {task.name!r}")
             raise
-        await runtime.complete(spec.name, ROOT_ACTION_NAME, Outcome(value=value), f"task {task.name!r}")
+        what = f"task {task.name!r}"
+        await runtime.complete(spec.name, ROOT_ACTION_NAME, Outcome(value=value), what, store_in=spec.run_base_dir)
     finally:
         await cache.close()
         await runtime.close()
@@ -241,6 +285,8 @@ class RemoteRunBackend:
         finally:
             client.close()
         if blob is not None:
+            if is_reference(cast(bytes, blob)):
+                return ActionPhase.SUCCEEDED  # only successful outcomes are stored outside their record
             keyring = fleet_keyring(self.settings)
             return phase_of(decode_outcome(keyring, cast(bytes, blob), self.name, ROOT_ACTION_NAME))
         # A hybrid root runs in its client from the moment the run exists.

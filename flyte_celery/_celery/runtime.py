@@ -20,7 +20,8 @@ from celery import Celery
 
 from flyte_celery._celery.bundles import BundleCache
 from flyte_celery._celery.keys import LEASE_TTL_S, Keys, lease_member
-from flyte_celery._celery.outcome import Outcome, decode_outcome, encode_outcome
+from flyte_celery._celery.offload import breach, outcome_of, store_outcome
+from flyte_celery._celery.outcome import Outcome, encode_outcome
 from flyte_celery._celery.publisher import Publication, Publisher
 from flyte_celery._celery.records import (
     ATTACH,
@@ -61,6 +62,7 @@ class Runtime:
         self.redis = async_client(settings.redis_url_resolved(), max_connections=REDIS_MAX_CONNECTIONS)
         self.bundles = BundleCache(self.redis, self.keys, self.keyring)
         self.publisher = Publisher(app, self.keyring)
+        self.inline_max_bytes = settings.storage.inline_max_bytes
         self.scripts = Scripts(self.redis, {"attach": ATTACH, "start": START, "complete": COMPLETE})
         self.replies = ReplyChannel(
             self.redis, self.keys, self.reply_channel, settings.redis_url_resolved(), give_up_after_s
@@ -132,7 +134,7 @@ class Runtime:
                     result = cast("bytes | None", await self.redis.get(self.keys.result(run, action)))
                 if result is None:
                     raise RuntimeSystemError("ResultMissing", f"action {run}/{action} finished but has no result")
-            return decode_outcome(self.keyring, result, run, action)
+            return await outcome_of(self.keyring, result, run, action)
         finally:
             self.replies.forget(key, future)
 
@@ -206,11 +208,30 @@ class Runtime:
             await self.redis.zadd(self.keys.leases, {member: now + LEASE_TTL_S}, xx=True)  # expired: ours now
         return Start.START
 
-    async def complete(self, run: str, action: str, outcome: Outcome, what: str) -> bool:
+    async def complete(
+        self,
+        run: str,
+        action: str,
+        outcome: Outcome,
+        what: str,
+        *,
+        store_in: str | None = None,
+        max_bytes: int | None = None,
+    ) -> bool:
         """Record the outcome (first one wins), drop the action's lease and notify its waiters; True if this call
         wrote it. Nothing is written for a run whose records are gone. Completions requested in one loop tick go
-        to Redis in one pipeline."""
+        to Redis in one pipeline.
+
+        A successful outcome over `max_bytes` (the task's `max_inline_io_bytes`) is recorded as
+        `InlineIOMaxBytesBreached` instead; one over `storage.inline_max_bytes` is written under `store_in` (the
+        run's metadata directory) and the record points to it.
+        """
         blob = encode_outcome(self.keyring, outcome, run, action, what)
+        too_big = breach(len(blob), max_bytes, f"outputs of {what}") if max_bytes is not None else None
+        if outcome.error is None and too_big is not None:
+            blob = encode_outcome(self.keyring, Outcome(error=too_big), run, action, what)
+        elif outcome.error is None and store_in is not None and len(blob) > self.inline_max_bytes:
+            blob = await store_outcome(self.keyring, store_in, run, action, blob)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._completing.append(((run, action, blob), future))

@@ -126,3 +126,15 @@ def test_a_replayed_parent_republishes_a_lost_child_and_reuses_its_recorded_trac
     assert run.outputs(timeout=RUN_DEADLINE_S).o0 == 7 + 2, second.log()[-3000:]
     assert executions(redis_client, f"{tag}-parent") == 2  # the first execution, then the take-over
     assert executions(redis_client, f"{tag}-trace") == 1  # replayed from its recorded output
+
+
+def test_a_checkpoint_survives_a_worker_taken_over(
+    worker_factory: WorkerFactory, redis_client: Any, tmp_path: Path
+) -> None:
+    first = worker_factory.start(concurrency=1)
+    tag = f"ckpt-{secrets.token_hex(3)}"
+    run = flyte.with_runcontext(mode="remote", raw_data_path=str(tmp_path)).run(hosting.checkpointed, tag)
+    wait_until(lambda: executions(redis_client, f"{tag}-saved"), RUN_DEADLINE_S, "the checkpoint to be saved")
+    first.stop(signal.SIGKILL)
+    worker_factory.start(concurrency=1)
+    assert run.outputs(timeout=RUN_DEADLINE_S).o0 == f"resumed from {tag}-state"

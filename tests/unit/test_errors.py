@@ -138,6 +138,7 @@ SAMPLES: dict[str, Callable[[], BaseException]] = {
     "UnsafePayloadError": lambda: UnsafePayloadError("signature mismatch"),
     "UnknownSigningKeyError": lambda: errors.UnknownSigningKeyError("0badc0de", ("1234abcd", "5678ef01"), "message"),
     "RunLostError": lambda: errors.RunLostError("nightly"),
+    "StorageError": lambda: errors.StorageError("s3://bucket/key", "not_found", "no such object", "read"),
 }
 
 

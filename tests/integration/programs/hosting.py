@@ -87,3 +87,17 @@ async def parent_with_trace_and_late_child(tag: str) -> int:
     count(f"{tag}-parent")
     step = await traced_step(tag)
     return step + await late_child(1)
+
+
+@env.task
+async def checkpointed(tag: str) -> str:
+    """Saves a checkpoint and waits (forever, unless taken over); a take-over finds the checkpoint and returns."""
+    context = flyte.ctx()
+    assert context is not None
+    saved = await context.checkpoint.load.aio()
+    if saved is not None:
+        return f"resumed from {saved.read_text()}"
+    await context.checkpoint.save.aio(f"{tag}-state".encode())
+    count(f"{tag}-saved")
+    await asyncio.Event().wait()  # never set: only a take-over finishes this action
+    return "unreachable"

@@ -11,6 +11,7 @@ from flyte_celery._logging import configure_logging
 from flyte_celery._syncify import syncify
 
 _initialised = False
+_root_dir: Path | None = None
 
 
 def current_settings() -> Settings:
@@ -22,10 +23,16 @@ def current_settings() -> Settings:
     return _config_loader.get_settings()
 
 
-def _install(settings: Settings) -> None:
-    global _initialised
+def _install(settings: Settings, root_dir: str | Path | None) -> None:
+    global _initialised, _root_dir
     _config_loader.set_settings(settings)
+    _root_dir = Path(root_dir).resolve() if root_dir is not None else None
     _initialised = True
+
+
+def root_dir() -> Path:
+    """The directory `copy_style="all"` bundles: `init(root_dir=...)`, else the current directory."""
+    return _root_dir or Path.cwd()
 
 
 @syncify
@@ -47,7 +54,7 @@ async def init(
     configured through `init_from_config` or `FLYTE_CELERY_*` variables.
     """
     settings = _config_loader.load_settings(discover=False)
-    _install(_with_overrides(settings, org=org, project=project, domain=domain))
+    _install(_with_overrides(settings, org=org, project=project, domain=domain), root_dir)
     if log_level is not None or log_format is not None or reset_root_logger or user_log_level is not None:
         configure_logging(log_level, log_format or "console", reset_root_logger, user_level=user_log_level)  # type: ignore[arg-type]
 
@@ -77,7 +84,7 @@ async def init_from_config(
     if path is not None and root_dir is not None and not Path(path).is_absolute():
         path = Path(root_dir) / path
     settings = _config_loader.load_settings(path)
-    _install(_with_overrides(settings, org=org, project=project, domain=domain))
+    _install(_with_overrides(settings, org=org, project=project, domain=domain), root_dir)
     level = log_level if log_level is not None else settings.log.level
     fmt = log_format or settings.log.format
     configure_logging(level, fmt, reset_root_logger or settings.log.reset_root_logger, user_level=user_log_level)  # type: ignore[arg-type]

@@ -109,6 +109,9 @@ class RunOptions:
             start = start.replace(tzinfo=timezone.utc)
         # An explicit run option wins over an enclosing `custom_context()` block.
         custom = {**(extra_custom_context or {}), **(self.custom_context or {})}
+        copy_style = _pick(self.copy_style, run.copy_style)
+        if copy_style == "none" and not self.version:
+            raise RunOptionError("copy_style", 'copy_style="none" (from the config) needs an explicit version=')
         return RunSpec(
             name=name,
             mode=mode,
@@ -137,6 +140,7 @@ class RunOptions:
             run_start_time=start,
             interactive_mode=bool(self.interactive_mode) if self.interactive_mode is not UNSET else _in_notebook(),
             preserve_original_types=bool(self.preserve_original_types),
+            copy_style=copy_style,
         )
 
 

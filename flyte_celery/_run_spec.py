@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from flyte_celery._config_model import CopyStyle
 from flyte_celery._context import Mode
 
 CacheLookupScope = Literal["global", "project-domain"]
@@ -44,3 +45,4 @@ class RunSpec:
     run_start_time: datetime | None = None
     interactive_mode: bool = False
     preserve_original_types: bool = False
+    copy_style: CopyStyle = "loaded_modules"

@@ -15,7 +15,8 @@ from celery import Celery
 from flyte_celery._action_call import prepare_root_call
 from flyte_celery._cache.redis_store import redis_cache
 from flyte_celery._celery.app import make_app
-from flyte_celery._celery.bundle import build_bundle, bundle_digest, code_version, dumps_by_value, seal_bundle
+from flyte_celery._celery.bundle import build_bundle, bundle_digest, code_version, dumps_by_value
+from flyte_celery._celery.bundles import bundle_record
 from flyte_celery._celery.controller import CeleryController, action_message
 from flyte_celery._celery.envelope import Envelope, RunContextMessage, celery_task_id
 from flyte_celery._celery.key_census import record_signing_key
@@ -29,7 +30,7 @@ from flyte_celery._config_model import Settings
 from flyte_celery._context import ROOT_ACTION_NAME
 from flyte_celery._environ import environ_overlay
 from flyte_celery._execution import execute_action
-from flyte_celery._init import current_settings
+from flyte_celery._init import current_settings, root_dir
 from flyte_celery._keyrings import fleet_keyring
 from flyte_celery._logging import system_logger
 from flyte_celery._redis_connect import sync_client
@@ -95,7 +96,7 @@ def _launch_remote(
     keyring = fleet_keyring(settings)
     client = sync_client(settings.redis_url_resolved())
     try:
-        data, bundle = build_bundle(task)
+        data, bundle = build_bundle(task, spec.copy_style, root_dir())
         digest = bundle_digest(data)
         spec = dataclasses.replace(spec, version=spec.version or code_version(bundle))
         call = prepare_root_call(spec, task, args, kwargs, ROOT_ACTION_NAME)
@@ -103,7 +104,7 @@ def _launch_remote(
         too_big = breach(len(inputs), task.max_inline_io_bytes, f"inputs of task {task.name!r}")
         if too_big is not None:
             raise too_big
-        client.set(keys.bundle(digest), seal_bundle(keyring, data), ex=keys.run_ttl_s)
+        client.set(keys.bundle(digest), bundle_record(keyring, data, spec.run_base_dir), ex=keys.run_ttl_s)
         if dry_run:
             return Run(DryRun(spec.name, spec.run_base_dir, _copy_bundle(data, digest, copy_bundle_to)))
         inputs_url = None
@@ -204,7 +205,7 @@ async def _launch_hybrid(
     await runtime.start()
     cache = redis_cache(settings, runtime.keyring)
     try:
-        digest = await runtime.bundles.digest_for(task)
+        digest = await runtime.bundles.digest_for(task, spec.copy_style, root_dir(), spec.run_base_dir)
         spec = dataclasses.replace(spec, version=spec.version or code_version(await runtime.bundles.load(digest)))
         client = sync_client(settings.redis_url_resolved())
         try:

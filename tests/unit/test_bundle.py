@@ -205,7 +205,7 @@ def test_bundle_digest_is_a_stable_prefix_of_sha256() -> None:
 
 
 def test_open_bundle_refuses_a_sealed_pickle_of_something_else() -> None:
-    data = cloudpickle.dumps({"tasks": {}})
+    data = bundle_module.BUNDLE_MAGIC + bytes(8) + cloudpickle.dumps({"tasks": {}})
     digest = bundle_digest(data)
     with pytest.raises(UnsafePayloadError, match=f"code bundle {digest} holds a dict, not a bundle"):
         open_bundle(KEYS, digest, seal_bundle(KEYS, data))
@@ -232,7 +232,7 @@ def test_open_bundle_refuses_bytes_that_do_not_hash_to_their_digest_without_load
 
 def test_a_sealed_pickle_that_is_not_a_bundle_is_loaded_then_refused() -> None:
     # The control for the tests above: `LoadsLoudly` does record a load when its bytes pass every check.
-    data = cloudpickle.dumps(LoadsLoudly("authentic"))
+    data = bundle_module.BUNDLE_MAGIC + bytes(8) + cloudpickle.dumps(LoadsLoudly("authentic"))
     with pytest.raises(UnsafePayloadError, match="holds a str, not a bundle"):
         open_bundle(KEYS, bundle_digest(data), seal_bundle(KEYS, data))
     assert "authentic" in LOADED
@@ -253,6 +253,13 @@ def test_open_bundle_refuses_a_tampered_blob_without_loading_it(tamper: Any) -> 
     with pytest.raises(UnsafePayloadError):
         open_bundle(KEYS, digest, tamper(seal_bundle(KEYS, data)))
     assert "tampered" not in LOADED
+
+
+def test_open_bundle_refuses_sealed_bytes_in_another_format() -> None:
+    data = cloudpickle.dumps(LoadsLoudly("old format"))
+    with pytest.raises(UnsafePayloadError, match="not in this version's bundle format"):
+        open_bundle(KEYS, bundle_digest(data), seal_bundle(KEYS, data))
+    assert "old format" not in LOADED
 
 
 def test_open_bundle_refuses_the_raw_unsealed_bundle_bytes() -> None:

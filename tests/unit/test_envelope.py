@@ -29,9 +29,10 @@ from flyte_celery._controllers.base import TaskCallSequencer
 from flyte_celery._run_spec import RunSpec
 from flyte_celery.errors import MessageDecodeError
 
-# RunSpec fields the run message does not carry: custom_context travels per action (ActionMessage.custom_context).
+# RunSpec fields the run message does not carry: custom_context travels per action (ActionMessage.custom_context);
+# copy_style is spent by the launcher, which picks what goes into the run's bundle.
 # A new RunSpec field must be added here or to the message.
-NOT_CARRIED = {"custom_context"}
+NOT_CARRIED = {"custom_context", "copy_style"}
 
 env = flyte.TaskEnvironment("unit-envelope", cache="auto")
 

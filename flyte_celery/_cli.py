@@ -22,7 +22,10 @@ from typing import Any, Final, TypeVar
 import click
 from click.core import ParameterSource
 
+from flyte_celery._cli_dev import dev_command
+from flyte_celery._cli_logs import logs_command
 from flyte_celery._cli_params import input_option
+from flyte_celery._cli_runs import abort_command, follow, get_command, runs_command
 from flyte_celery._cli_worker import worker_command
 from flyte_celery._context import MODES
 from flyte_celery._init import current_settings, init_from_config
@@ -195,7 +198,7 @@ class TaskCommand(click.Command):
 @click.option("--dry-run", is_flag=True, help="Prepare the run but execute nothing.")
 @click.option("--copy-bundle-to", help="With --dry-run, where to copy the code bundle.")
 @click.option("--max-action-concurrency", type=int, help="Most actions of the run executing at once (0 or >= 2).")
-@click.option("-f", "--follow", is_flag=True, help="Remote runs: wait for the run and print its outputs.")
+@click.option("-f", "--follow", is_flag=True, help="Remote runs: follow the run (live on a TTY), print its outputs.")
 @click.pass_context
 def run(ctx: click.Context, /, **params: Any) -> None:
     """Run TASK from FILE (a python file, or a dotted module name) with the inputs given as --<input> VALUE.
@@ -260,7 +263,10 @@ def run_task(ctx: click.Context, task: TaskTemplate[Any, Any], inputs: dict[str,
                 click.echo(f"url: {handle.url}")
             return
         try:
-            _wait_interruptibly(handle)
+            if mode == "remote":
+                follow(handle)  # a live view on a terminal, else a line per phase change and failure
+            else:
+                _wait_interruptibly(handle)
         except KeyboardInterrupt:
             # Ctrl-C on a followed run stops the run itself, not just this client.
             if mode != "local":
@@ -387,6 +393,11 @@ def _hint_name(hint: Any) -> str:
 
 
 cli.add_command(worker_command)
+cli.add_command(runs_command)
+cli.add_command(get_command)
+cli.add_command(abort_command)
+cli.add_command(dev_command)
+cli.add_command(logs_command)
 
 
 def main() -> None:

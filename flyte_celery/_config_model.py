@@ -26,6 +26,7 @@ HOME_DIR_NAME = ".flyte-celery"
 LOCAL_CACHE_RELATIVE_PATH = Path("local-cache") / "cache.db"
 TEMP_DIR_NAME = "flyte-celery"
 DAY_S = 24 * 3600
+MIN_CAPTURE_BYTES = 1024
 
 
 class _Section(BaseModel):
@@ -72,6 +73,15 @@ class LogSettings(_Section):
     level: int = DEFAULT_LOG_LEVEL
     format: LogFormat = "console"
     reset_root_logger: bool = False
+    # Bytes of each action's output kept in Redis for `flyte-celery logs` (its first and last lines); 0: none.
+    capture_max_bytes: int = Field(default=64 * 1024, ge=0)
+
+    @field_validator("capture_max_bytes")
+    @classmethod
+    def _check_capture(cls, value: int) -> int:
+        if 0 < value < MIN_CAPTURE_BYTES:
+            raise ValueError(f"must be 0 (no capture) or at least {MIN_CAPTURE_BYTES}")
+        return value
 
     @field_validator("level", mode="before")
     @classmethod

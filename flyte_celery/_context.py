@@ -182,6 +182,7 @@ class Frame:
     run: RunSpec
     controller: Controller
     in_trace: bool = False
+    task_name: str | None = None  # the running task's, for log lines
 
 
 _frame: ContextVar[Frame | None] = ContextVar("flyte_celery_frame", default=None)
@@ -232,7 +233,7 @@ def _log_context() -> tuple[str | None, str | None, str | None] | None:
     if frame is None:
         return None
     action = frame.task.action
-    return action.run_name, action.name, None
+    return action.run_name, action.name, frame.task_name
 
 
 set_log_context_provider(_log_context)

@@ -137,7 +137,7 @@ async def run_attempt(
     """
     task = call.task
     context = call.context if attempt == 0 else call.context.replace(attempt_number=attempt)
-    frame = Frame(task=context, run=run, controller=controller)
+    frame = Frame(task=context, run=run, controller=controller, task_name=task.name)
     limit = task.timeout.max_runtime_s
     by_deadline = False
     if deadline_at is not None:

@@ -7,7 +7,9 @@ Two loggers, both non-propagating so nothing is printed twice through the root l
 
 Importing this module gives both loggers a plain console handler on stderr and touches nothing else; the root
 logger is only changed by `configure_logging`. The run, action and task names come from a provider registered with
-`set_log_context_provider`, so this module never imports the task context.
+`set_log_context_provider`, so this module never imports the task context. Our handlers mark the lines they write
+(`writing_formatted_line`), so a stream that turns writes into records (Celery's redirect of a worker's stderr, the
+per-action capture of `_log_capture`) passes them on as they are.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any, Literal, Optional
@@ -49,6 +52,8 @@ _NO_CONTEXT: LogContext = (None, None, None)
 
 _context_provider: LogContextProvider | None = None
 _overrides_provider: LogOverridesProvider | None = None
+# Set while one of our handlers writes a formatted line, on the thread doing it (see `writing_formatted_line`).
+_writing = threading.local()
 
 system_logger = logging.getLogger(SYSTEM_LOGGER_NAME)
 user_logger = logging.getLogger(USER_LOGGER_NAME)
@@ -112,6 +117,32 @@ def enable_per_run_settings(provider: LogOverridesProvider) -> None:
         target.setLevel(logging.DEBUG)
 
 
+def writing_formatted_line() -> bool:
+    """True while one of our handlers writes a line it formatted, on this thread.
+
+    A stream that turns writes into records (Celery's redirect of a worker's stderr, the per-action capture) sees
+    such a line as output of ours, not as something the task printed: it passes it on untouched.
+    """
+    return getattr(_writing, "active", False)
+
+
+def shown_level(name: str) -> int:
+    """The level from which records of our logger `name` (or a child of it) reach the log for the code running
+    now: the run's own level where it set one, else the configured one. 0 for other loggers: their own levels
+    decide."""
+    if name != SYSTEM_LOGGER_NAME and not name.startswith(SYSTEM_LOGGER_NAME + "."):
+        return logging.NOTSET
+    is_user = name == USER_LOGGER_NAME or name.startswith(USER_LOGGER_NAME + ".")
+    overrides = _overrides() if _overrides_provider is not None else None
+    if overrides is not None:
+        level = overrides[1] if is_user else overrides[0]
+        if level is not None:
+            return level
+    target = user_logger if is_user else system_logger
+    owned = [h.default_level for h in target.handlers if isinstance(h, _OwnedHandler)]
+    return max([target.level, *owned])
+
+
 def _overrides() -> LogOverrides | None:
     provider = _overrides_provider
     if provider is None:
@@ -150,6 +181,8 @@ class ContextFormatter(logging.Formatter):
         self.inner = inner
 
     def format(self, record: logging.LogRecord) -> str:
+        if self.inner is not None and writing_formatted_line():
+            return record.getMessage()  # a line of ours redirected into this handler (a worker's stderr): as is
         text = self.inner.format(record) if self.inner is not None else super().format(record)
         run_name, action_name, _ = _record_context(record)
         prefix = "".join(f"[{name}]" for name in (run_name, action_name) if name)
@@ -196,6 +229,14 @@ class _OwnedHandler(_StreamHandler):
         super().__init__(sys.stderr if stream is None else stream)
 
     def emit(self, record: logging.LogRecord) -> None:
+        outer = writing_formatted_line()
+        _writing.active = True
+        try:
+            self._emit(record)
+        finally:
+            _writing.active = outer
+
+    def _emit(self, record: logging.LogRecord) -> None:
         if self._follow_stderr:
             self.stream = sys.stderr
         overrides = _overrides() if _overrides_provider is not None else None

@@ -1,15 +1,18 @@
-"""`Run`: the handle `.run()` returns, with its phase, outputs and control; `ActionOutputs` and `ActionPhase`."""
+"""`Run`: the handle `.run()` returns, with its phase, outputs and control, and what the cluster recorded about it
+(`details`, `actions`, `Run.listall`); `ActionOutputs` and `ActionPhase`."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from enum import Enum
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from flyte_celery._syncify import syncify
 from flyte_celery.errors import RunNotFoundError
+
+if TYPE_CHECKING:
+    from flyte_celery._run_details import Action, RunDetails, RunQuery
 
 PHASE_POLL_INTERVAL_S = 0.1
 
@@ -75,6 +78,7 @@ class RunBackend(Protocol):
 
     name: str
     url: str
+    on_cluster: bool  # whether the cluster holds the run's records (remote and hybrid runs)
 
     def phase(self) -> ActionPhase: ...
 
@@ -93,6 +97,8 @@ class Run:
 
     def __init__(self, backend: RunBackend) -> None:
         self._backend = backend
+        self._details: RunDetails | None = None  # the last details read
+        self._listed = False  # `_details` were read by `listall` and not handed out yet
 
     @property
     def name(self) -> str:
@@ -150,14 +156,80 @@ class Run:
         Raises:
             RunNotFoundError: If no such run is known.
         """
-        backend = _registry.get(name)
-        if backend is None:
-            # Runs of other processes live on the cluster; looking there needs the Celery modes' code.
-            launcher = importlib.import_module(CELERY_LAUNCHER)
-            backend = launcher.find_run(name)
+        backend = _registry.get(name) or cluster_catalog().find(name)  # runs of other processes: on the cluster
         if backend is None:
             raise RunNotFoundError(name)
         return cls(backend)
+
+    @classmethod
+    def listall(
+        cls,
+        in_phase: Iterable[ActionPhase | str] | ActionPhase | str | None = None,
+        *,
+        project: str | None = None,
+        domain: str | None = None,
+        name_prefix: str | None = None,
+        limit: int = 100,
+    ) -> Iterator[Run]:
+        """The runs on the cluster, newest first: those in one of the phases `in_phase` (values such as "running",
+        or Flyte's "PHASE_RUNNING"), of `project` and `domain`, whose names start with `name_prefix`; at most
+        `limit`. A filter left None admits every run. Local runs are known only to the process that ran them.
+
+        Raises:
+            ValueError: On an unknown phase or a limit below 1.
+            RuntimeSystemError: If the cluster's Redis cannot be reached.
+        """
+        from flyte_celery._run_details import RunQuery  # it needs `ActionPhase`, defined here
+
+        query = RunQuery.build(in_phase, project, domain, name_prefix, limit)
+        runs = []
+        for backend, details in cluster_catalog().list_runs(query):
+            run = cls(backend)
+            run._details, run._listed = details, True
+            runs.append(run)
+        return iter(runs)
+
+    @syncify
+    async def details(self) -> RunDetails:
+        """What the cluster recorded about the run: root task, project, domain, mode, phase, times, error.
+
+        Read again while the run has not ended, except the first time after `listall`, which read them already.
+
+        Raises:
+            RunNotFoundError: If the run ran in this process (local mode, or a dry run), or its records are gone.
+        """
+        listed, self._listed = self._listed, False
+        if self._details is None or not (self._details.done() or listed):
+            name = self._name_on_cluster()
+            details = await asyncio.to_thread(cluster_catalog().details, name)
+            if details is None:
+                raise RunNotFoundError(name, f"the cluster has no record of run {name!r} (expired or never launched)")
+            self._details = details
+        return self._details
+
+    @syncify
+    async def actions(self) -> list[Action]:
+        """Every action of the run the cluster recorded, the root first, then in the order they were enqueued:
+        name, task, phase, parent, inputs and outputs (short reprs), error, times. A child answered from the cache
+        by its parent has no action.
+
+        Raises:
+            RunNotFoundError: If the run ran in this process (local mode, or a dry run), or its records are gone.
+        """
+        name = self._name_on_cluster()
+        actions = await asyncio.to_thread(cluster_catalog().actions, name)
+        if actions is None:
+            raise RunNotFoundError(name, f"the cluster has no record of run {name!r} (expired or never launched)")
+        return actions
+
+    def _name_on_cluster(self) -> str:
+        if not self._backend.on_cluster:
+            raise RunNotFoundError(
+                self.name,
+                f"run {self.name} ran in this process (local mode, or a dry run): only remote and hybrid runs are "
+                "recorded on the cluster",
+            )
+        return self.name
 
     def __repr__(self) -> str:
         return f"Run(name={self.name!r}, phase={self.phase.value!r})"
@@ -166,9 +238,10 @@ class Run:
 class CompletedRun:
     """The backend of a run executed in this process: it is terminal by the time the handle exists."""
 
-    def __init__(self, name: str, url: str, outputs: ActionOutputs) -> None:
+    def __init__(self, name: str, url: str, outputs: ActionOutputs, *, on_cluster: bool = False) -> None:
         self.name = name
         self.url = url
+        self.on_cluster = on_cluster  # a hybrid run's: its root ran here, and the cluster recorded it
         self._outputs = outputs
 
     def phase(self) -> ActionPhase:
@@ -187,6 +260,8 @@ class CompletedRun:
 
 class DryRun:
     """The backend of a dry run: everything was checked (and, for the Celery modes, the bundle stored), nothing ran."""
+
+    on_cluster = False
 
     def __init__(self, name: str, url: str, bundle_path: str | None = None) -> None:
         self.name = name
@@ -210,6 +285,26 @@ class DryRun:
 _registry: dict[str, RunBackend] = {}
 CELERY_LAUNCHER = "flyte_celery._celery.launcher"
 MAX_REMEMBERED_RUNS = 1000
+
+
+class RunCatalog(Protocol):
+    """The cluster's records of runs (`flyte_celery._celery.catalog.ClusterCatalog`)."""
+
+    def find(self, name: str) -> RunBackend | None: ...
+
+    def list_runs(self, query: RunQuery) -> Sequence[tuple[RunBackend, RunDetails]]: ...
+
+    def details(self, name: str) -> RunDetails | None: ...
+
+    def actions(self, name: str) -> list[Action] | None: ...
+
+
+def cluster_catalog() -> RunCatalog:
+    """The configured cluster's records of runs. The Celery edge is imported here, when a run is first looked up
+    on the cluster, so that `import flyte_celery` and local runs need neither celery nor redis."""
+    from flyte_celery._celery.catalog import ClusterCatalog
+
+    return ClusterCatalog()
 
 
 def remember(backend: RunBackend) -> Run:

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from flyte_celery._action_call import ActionCall
 from flyte_celery._cache.redis_store import redis_cache
+from flyte_celery._celery.action_logs import ActionLogs
 from flyte_celery._celery.controller import CeleryController, replaying
 from flyte_celery._celery.envelope import Envelope
 from flyte_celery._celery.events import EndEvents
@@ -30,6 +31,7 @@ from flyte_celery._environ import action_environ
 from flyte_celery._execution import execute_action, format_traceback
 from flyte_celery._logging import system_logger
 from flyte_celery._signing import Authenticated
+from flyte_celery._storage.probe import probe_all
 from flyte_celery._values import loads_value
 from flyte_celery.errors import (
     ActionAbortedError,
@@ -52,6 +54,7 @@ class ActionHost:
         self.cache = redis_cache(runtime.settings, runtime.keyring)
         self.controller = CeleryController(runtime, loop, self.cache)
         self.end_events = EndEvents(runtime.app)
+        self.logs = ActionLogs(runtime)
         self._running: defaultdict[str, set[asyncio.Task[Any]]] = defaultdict(set)
         self.leases: LeaseKeeper | None = None
         self.handing_off = False
@@ -95,15 +98,20 @@ class ActionHost:
                 return None
             if holds_lease and self.leases is not None:
                 self.leases.hold(run, action)
+            logs = None
             if start is Start.ABORTED:
                 outcome = Outcome(error=ActionAbortedError(f"run {run} was aborted before action {action} started"))
             else:
-                outcome = await self._outcome(envelope, inputs, slot, mode)
+                with self.logs.capturing(run, action, envelope.action.task) as log:
+                    outcome = await self._outcome(envelope, inputs, slot, mode)
+                logs = await self.logs.final_text(log)
             what = f"task {envelope.action.task!r}"
             store_in, limit = envelope.run.run_base_dir or None, self._inline_limit(envelope)
             # A parent waits on this write (which also drops the lease in Redis): retried through a passing hiccup.
             await _with_redis_retries(
-                lambda: self.runtime.complete(run, action, outcome, what, store_in=store_in, max_bytes=limit),
+                lambda: self.runtime.complete(
+                    run, action, outcome, what, store_in=store_in, max_bytes=limit, logs=logs
+                ),
                 f"outcome of {envelope.task_id}",
             )
             if slot is not None and slot.released and hostname:
@@ -132,6 +140,9 @@ class ActionHost:
                 )
             _check_queued_time(envelope, task.timeout.max_queued_time_s)
             spec = envelope.run.to_spec()
+            # A worker that cannot use the run's storage fails the action here, saying why, rather than in a
+            # write of its outcome that nobody would see (one round trip per process and place).
+            await probe_all([spec.run_base_dir, spec.raw_data_path])
             if envelope.action.inputs_url:
                 url = envelope.action.inputs_url
                 inputs = await load_inputs(self.runtime.keyring, url, spec.name, envelope.action.name)

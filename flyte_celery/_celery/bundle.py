@@ -46,8 +46,8 @@ from flyte_celery._config_model import CopyStyle
 from flyte_celery._environment import Environment, TaskEnvironment
 from flyte_celery._signing import Authenticated, KeyRing
 from flyte_celery._task import TaskTemplate
-from flyte_celery._values import loads_value
-from flyte_celery.errors import RunOptionError, RuntimeSystemError, UnsafePayloadError
+from flyte_celery._values import UNSERIALIZABLE_CODE, loads_value
+from flyte_celery.errors import RunOptionError, RuntimeSystemError, RuntimeUserError, UnsafePayloadError
 
 BUNDLE_DIGEST_CHARS = 32
 BUNDLE_PURPOSE = "bundle"
@@ -311,6 +311,20 @@ def dumps_by_value(value: Any) -> bytes:
     finally:
         for module in registered:
             cloudpickle.unregister_pickle_by_value(module)
+
+
+def dumps_inputs(inputs: Any, task_name: str) -> bytes:
+    """An action's inputs pickled for a message (user modules by value).
+
+    Raises:
+        RuntimeUserError: code "UnserializableValueError" (as in local mode), when they cannot be pickled.
+    """
+    try:
+        return dumps_by_value(inputs)
+    except Exception as exc:
+        raise RuntimeUserError(
+            UNSERIALIZABLE_CODE, f"the inputs of task {task_name!r} cannot be serialized: {exc}"
+        ) from exc
 
 
 def code_version(bundle: Bundle) -> str:

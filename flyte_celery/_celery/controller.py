@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from flyte_celery._action_call import ActionCall
 from flyte_celery._cache.sealed import SealedCache
-from flyte_celery._celery.bundle import dumps_by_value
+from flyte_celery._celery.bundle import dumps_inputs
 from flyte_celery._celery.envelope import ActionMessage, Envelope, RunContextMessage
 from flyte_celery._celery.hosting import release_current_slot, waiting_on_a_child
 from flyte_celery._celery.offload import breach, outcome_of, store_inputs
@@ -33,7 +33,7 @@ from flyte_celery._execution import cached_output
 from flyte_celery._logging import system_logger
 from flyte_celery._run_spec import RunSpec
 from flyte_celery._task import TaskTemplate
-from flyte_celery.errors import RuntimeSystemError, RuntimeUserError
+from flyte_celery.errors import RuntimeSystemError
 
 
 class CeleryController(ChildCalls):
@@ -57,10 +57,7 @@ class CeleryController(ChildCalls):
                 hit = None
             if hit is not None:
                 return hit[0]
-        try:
-            inputs = dumps_by_value(call.inputs)
-        except Exception as exc:
-            raise RuntimeUserError(type(exc).__name__, f"the inputs of {task.name!r} cannot be pickled: {exc}") from exc
+        inputs = dumps_inputs(call.inputs, task.name)
         too_big = breach(len(inputs), task.max_inline_io_bytes, f"inputs of task {task.name!r}")
         if too_big is not None:
             raise too_big

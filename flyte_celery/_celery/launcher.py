@@ -11,11 +11,15 @@ from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 from celery import Celery
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flyte_celery._action_call import prepare_root_call
 from flyte_celery._cache.redis_store import redis_cache
+from flyte_celery._celery.action_index import outcome_phase
 from flyte_celery._celery.app import make_app
-from flyte_celery._celery.bundle import build_bundle, bundle_digest, code_version, dumps_by_value
+from flyte_celery._celery.bundle import build_bundle, bundle_digest, code_version, dumps_inputs
 from flyte_celery._celery.bundles import bundle_record
 from flyte_celery._celery.controller import CeleryController, action_message
 from flyte_celery._celery.envelope import Envelope, RunContextMessage, celery_task_id
@@ -25,12 +29,13 @@ from flyte_celery._celery.offload import breach, is_reference, store_inputs
 from flyte_celery._celery.outcome import Outcome, decode_outcome
 from flyte_celery._celery.publisher import Publication, SentEvents, inputs_repr, send
 from flyte_celery._celery.reply_channel import text_of
+from flyte_celery._celery.run_index import index_run
 from flyte_celery._celery.runtime import Runtime
 from flyte_celery._config_model import Settings
 from flyte_celery._context import ROOT_ACTION_NAME
 from flyte_celery._environ import environ_overlay
 from flyte_celery._execution import execute_action
-from flyte_celery._init import current_settings, root_dir
+from flyte_celery._init import root_dir
 from flyte_celery._keyrings import fleet_keyring
 from flyte_celery._logging import system_logger
 from flyte_celery._redis_connect import sync_client
@@ -38,6 +43,7 @@ from flyte_celery._run import ActionOutputs, ActionPhase, CompletedRun, DryRun, 
 from flyte_celery._run_options import RunOptions
 from flyte_celery._run_spec import RunSpec
 from flyte_celery._storage import is_local
+from flyte_celery._storage.probe import probe_all
 from flyte_celery._task import TaskTemplate
 from flyte_celery._urls import redact
 from flyte_celery.errors import (
@@ -45,7 +51,7 @@ from flyte_celery.errors import (
     BaseRuntimeError,
     RunAlreadyExistsError,
     RunOptionError,
-    TaskTimeoutError,
+    RuntimeSystemError,
 )
 
 _apps: dict[int, tuple[Settings, Celery]] = {}
@@ -74,12 +80,35 @@ async def launch(
 
     Raises:
         RunOptionError: If the run's paths are on this machine while its workers may run on others.
+        StorageError: If its run_base_dir or raw_data_path cannot be written, read and deleted (a probe).
     """
     check_reachable(spec, settings.redis_url_resolved())
-    if spec.mode == "hybrid" and not options.dry_run:  # a hybrid dry run stores the bundle, like a remote one
-        return await _launch_hybrid(spec, settings, task, args, kwargs)
-    return await asyncio.get_running_loop().run_in_executor(
-        None, _launch_remote, spec, settings, task, args, kwargs, bool(options.dry_run), options.copy_bundle_to or None
+    await probe_all([spec.run_base_dir, spec.raw_data_path], settings)  # bad storage fails here, not mid-run
+    try:
+        if spec.mode == "hybrid" and not options.dry_run:  # a hybrid dry run stores the bundle, like a remote one
+            return await _launch_hybrid(spec, settings, task, args, kwargs)
+        return await asyncio.get_running_loop().run_in_executor(
+            None,
+            _launch_remote, spec, settings, task, args, kwargs, bool(options.dry_run), options.copy_bundle_to or None,
+        )  # fmt: skip
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise unreachable("Redis", settings.redis_url_resolved(), _redis_setting(settings), exc) from exc
+    except OperationalError as exc:
+        raise unreachable("the broker", settings.broker.url, "broker.url (FLYTE_CELERY_BROKER_URL)", exc) from exc
+
+
+def _redis_setting(settings: Settings) -> str:
+    if settings.redis.url:
+        return "redis.url (FLYTE_CELERY_REDIS_URL)"
+    return "broker.url (FLYTE_CELERY_BROKER_URL; also the Redis of run records unless redis.url is set)"
+
+
+def unreachable(what: str, url: str, setting: str, exc: BaseException) -> RuntimeSystemError:
+    """The error of a client that cannot reach the cluster: which server, at which URL, and the setting to fix."""
+    return RuntimeSystemError(
+        "ConnectionError",
+        f"cannot reach {what} at {redact(url)} ({type(exc).__name__}: {exc}): check {setting} and that the server "
+        "is up",
     )
 
 
@@ -100,7 +129,7 @@ def _launch_remote(
         digest = bundle_digest(data)
         spec = dataclasses.replace(spec, version=spec.version or code_version(bundle))
         call = prepare_root_call(spec, task, args, kwargs, ROOT_ACTION_NAME)
-        inputs = dumps_by_value(call.inputs)
+        inputs = dumps_inputs(call.inputs, task.name)
         too_big = breach(len(inputs), task.max_inline_io_bytes, f"inputs of task {task.name!r}")
         if too_big is not None:
             raise too_big
@@ -111,7 +140,7 @@ def _launch_remote(
         if len(inputs) > settings.storage.inline_max_bytes:
             inputs_url = asyncio.run(store_inputs(keyring, spec.run_base_dir, spec.name, ROOT_ACTION_NAME, inputs))
             inputs = b""
-        _create_run_record(client, keys, spec, task, digest, keyring.current_id)
+        _create_run_record(client, keys, spec, task, digest, keyring.current_id, inputs_repr(call.inputs))
         envelope = Envelope(
             run=RunContextMessage.from_spec(spec),
             action=action_message(call, digest, spec, parent=None, group=None, inputs_url=inputs_url),
@@ -171,10 +200,11 @@ def _copy_bundle(data: bytes, digest: str, destination: str | Path | None) -> st
 
 
 def _create_run_record(
-    client: Any, keys: Keys, spec: RunSpec, task: TaskTemplate[Any, Any], digest: str, key_id: str
+    client: Any, keys: Keys, spec: RunSpec, task: TaskTemplate[Any, Any], digest: str, key_id: str, inputs: str
 ) -> None:
     record = keys.run(spec.name)
-    if not client.hsetnx(record, "created_at", str(time.time())):
+    created_at = time.time()
+    if not client.hsetnx(record, "created_at", str(created_at)):
         raise RunAlreadyExistsError(spec.name, f"a run named {spec.name!r} already exists: pick another name")
     pipe = client.pipeline(transaction=False)
     pipe.hset(
@@ -195,6 +225,7 @@ def _create_run_record(
     )
     pipe.expire(record, keys.run_ttl_s)
     record_signing_key(pipe, keys, key_id)
+    index_run(pipe, keys, spec, task.name, inputs, created_at)
     pipe.execute()
 
 
@@ -207,13 +238,15 @@ async def _launch_hybrid(
     try:
         digest = await runtime.bundles.digest_for(task, spec.copy_style, root_dir(), spec.run_base_dir)
         spec = dataclasses.replace(spec, version=spec.version or code_version(await runtime.bundles.load(digest)))
+        call = prepare_root_call(spec, task, args, kwargs, ROOT_ACTION_NAME)
         client = sync_client(settings.redis_url_resolved())
         try:
-            _create_run_record(client, runtime.keys, spec, task, digest, runtime.keyring.current_id)
+            _create_run_record(
+                client, runtime.keys, spec, task, digest, runtime.keyring.current_id, inputs_repr(call.inputs)
+            )
         finally:
             client.close()
         controller = CeleryController(runtime, asyncio.get_running_loop(), cache)
-        call = prepare_root_call(spec, task, args, kwargs, ROOT_ACTION_NAME)
         try:
             with environ_overlay({**task.env_vars, **spec.env_vars}):
                 value = await _abortable(runtime, spec.name, execute_action(call, spec, controller, cache))
@@ -227,7 +260,7 @@ async def _launch_hybrid(
         await runtime.close()
     names = tuple(task.interface.outputs) or ("o0",)
     outputs = ActionOutputs(task.interface.output_tuple(value), names)
-    return remember(CompletedRun(spec.name, spec.run_base_dir, outputs))
+    return remember(CompletedRun(spec.name, spec.run_base_dir, outputs, on_cluster=True))
 
 
 async def _abortable(runtime: Runtime, run: str, work: Any) -> Any:
@@ -256,6 +289,8 @@ async def _abortable(runtime: Runtime, run: str, work: Any) -> Any:
 
 class RemoteRunBackend:
     """A run on the cluster, read from its Redis records."""
+
+    on_cluster = True
 
     def __init__(
         self,
@@ -289,7 +324,7 @@ class RemoteRunBackend:
             if is_reference(cast(bytes, blob)):
                 return ActionPhase.SUCCEEDED  # only successful outcomes are stored outside their record
             keyring = fleet_keyring(self.settings)
-            return phase_of(decode_outcome(keyring, cast(bytes, blob), self.name, ROOT_ACTION_NAME))
+            return outcome_phase(decode_outcome(keyring, cast(bytes, blob), self.name, ROOT_ACTION_NAME))
         # A hybrid root runs in its client from the moment the run exists.
         running = lease is not None or text_of(mode or b"") == "hybrid"
         return ActionPhase.RUNNING if running else ActionPhase.QUEUED
@@ -328,28 +363,3 @@ class RemoteRunBackend:
             await runtime.complete(self.name, ROOT_ACTION_NAME, Outcome(error=error), f"run {self.name}")
         finally:
             await runtime.close()
-
-
-def phase_of(outcome: Outcome) -> ActionPhase:
-    if outcome.error is None:
-        return ActionPhase.SUCCEEDED
-    if isinstance(outcome.error, ActionAbortedError):
-        return ActionPhase.ABORTED
-    if isinstance(outcome.error, TaskTimeoutError):
-        return ActionPhase.TIMED_OUT
-    return ActionPhase.FAILED
-
-
-def find_run(name: str) -> RemoteRunBackend | None:
-    """The run named `name` on the configured cluster, or None."""
-    settings = current_settings()
-    client = sync_client(settings.redis_url_resolved())
-    try:
-        record = client.hgetall(Keys(settings.redis.key_prefix, settings.retention).run(name))
-    finally:
-        client.close()
-    if not record:
-        return None
-    outputs = json.loads(record.get(b"outputs", b"[]"))
-    base_dir = record.get(b"run_base_dir", b"")
-    return RemoteRunBackend(name, settings, tuple(outputs), run_base_dir=text_of(base_dir))

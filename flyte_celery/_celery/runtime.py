@@ -3,7 +3,8 @@
 Every process that waits on actions (a worker pool process, a hybrid client, a client waiting on a run) has one
 `Runtime` on one event loop: its reply channel (`reply_channel`), its publisher (`publisher`), its code bundles
 (`bundles`), and the action records: attaching a wait (publishing the action when nobody has), an action's start
-checks, and its completion. Attaches and completions requested in one loop tick go to Redis in one pipeline.
+checks, and its completion. Attaches and completions requested in one loop tick go to Redis in one pipeline. The
+same scripts keep the run's action index (`action_index`): queued at the attach that publishes, started, ended.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from typing import Any, Final, cast
 
 from celery import Celery
 
+from flyte_celery._celery.action_index import end_entry, outcome_phase, queued_entry
+from flyte_celery._celery.action_logs import SAVE_LOGS, queue_save
 from flyte_celery._celery.bundles import BundleCache
-from flyte_celery._celery.keys import LEASE_TTL_S, Keys, lease_member
+from flyte_celery._celery.keys import LEASE_TTL_S, MAX_ACTION_INDEX_FIELDS, Keys, lease_member
 from flyte_celery._celery.offload import breach, outcome_of, store_outcome
 from flyte_celery._celery.outcome import Outcome, encode_outcome
 from flyte_celery._celery.publisher import Publication, Publisher
@@ -34,10 +37,11 @@ from flyte_celery._celery.records import (
 from flyte_celery._celery.reply_channel import CLOSE_TIMEOUT_S, ReplyChannel, text_of
 from flyte_celery._celery.scripts import Scripts
 from flyte_celery._config_model import Settings
+from flyte_celery._context import ROOT_ACTION_NAME
 from flyte_celery._keyrings import fleet_keyring
 from flyte_celery._logging import system_logger
 from flyte_celery._redis_connect import async_client
-from flyte_celery.errors import RuntimeSystemError
+from flyte_celery.errors import RuntimeSystemError, StorageError
 
 REDIS_MAX_CONNECTIONS: Final = 32  # per process; waiters queue for a connection beyond that
 
@@ -63,14 +67,15 @@ class Runtime:
         self.bundles = BundleCache(self.redis, self.keys, self.keyring)
         self.publisher = Publisher(app, self.keyring)
         self.inline_max_bytes = settings.storage.inline_max_bytes
-        self.scripts = Scripts(self.redis, {"attach": ATTACH, "start": START, "complete": COMPLETE})
+        self.scripts = Scripts(self.redis, {"attach": ATTACH, "start": START, "complete": COMPLETE, "logs": SAVE_LOGS})
         self.replies = ReplyChannel(
             self.redis, self.keys, self.reply_channel, settings.redis_url_resolved(), give_up_after_s
         )
         self.on_abort = self.replies.on_abort
         self.watch_runs = self.replies.watch_runs
-        self._attaching: list[tuple[tuple[str, str, bool], asyncio.Future[Any]]] = []
-        self._completing: list[tuple[tuple[str, str, bytes], asyncio.Future[Any]]] = []
+        self._attaching: list[tuple[tuple[str, str, bool, str], asyncio.Future[Any]]] = []
+        self._completing: list[tuple[tuple[str, str, bytes, list[Any]], asyncio.Future[Any]]] = []
+        self._completing_logs: list[tuple[str, str, bytes]] = []  # lines of those actions, written before them
 
     async def start(self) -> None:
         await self.scripts.load()
@@ -110,12 +115,13 @@ class Runtime:
         """
         key = notification(run, action)
         future = self.replies.expect(key)
+        entry = queued_entry(publication) if publication is not None else ""
         try:
             publishing = None
             if eager and publication is not None:
                 publishing = asyncio.ensure_future(self.publisher.publish(publication))
             try:
-                result, must_publish = await self._attach_batched(run, action, republish)
+                result, must_publish = await self._attach_batched(run, action, republish, entry)
                 if publishing is None and result is None and must_publish and publication is not None:
                     publishing = asyncio.ensure_future(self.publisher.publish(publication))
                 if publishing is not None:
@@ -139,10 +145,10 @@ class Runtime:
             self.replies.forget(key, future)
 
     # Attaching: every wait registered in one loop tick goes to Redis in one pipelined round trip.
-    async def _attach_batched(self, run: str, action: str, republish: bool) -> tuple[bytes | None, int]:
+    async def _attach_batched(self, run: str, action: str, republish: bool, entry: str) -> tuple[bytes | None, int]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._attaching.append(((run, action, republish), future))
+        self._attaching.append(((run, action, republish, entry), future))
         if len(self._attaching) == 1:
             loop.call_soon(lambda: asyncio.ensure_future(self._flush_attaching()))
         result, must_publish = await future
@@ -153,11 +159,13 @@ class Runtime:
         tokens = [secrets.token_hex(8) for _ in batch]
 
         def build(pipe: Any) -> None:
-            for ((run, action, republish), _), token in zip(batch, tokens, strict=True):
+            for ((run, action, republish, entry), _), token in zip(batch, tokens, strict=True):
                 keys = [self.keys.result(run, action), self.keys.waiters(run, action), self.keys.enqueued(run, action)]
-                self.scripts.queue(
-                    pipe, "attach", keys, [self.reply_channel, self.keys.result_ttl_s, token, int(republish)]
-                )
+                args: list[Any] = [self.reply_channel, self.keys.result_ttl_s, token, int(republish)]
+                if entry:
+                    keys.append(self.keys.actions(run))
+                    args += [action, entry, self.keys.run_ttl_s, MAX_ACTION_INDEX_FIELDS]
+                self.scripts.queue(pipe, "attach", keys, args)
 
         try:
             replies = await self.scripts.execute(build)
@@ -181,10 +189,12 @@ class Runtime:
             self.keys.result(run, action),
             self.keys.aborted(run),
             self.keys.message(run, action),
+            self.keys.actions(run),
         ]
+        args = [message or "", self.keys.result_ttl_s, action, now, MAX_ACTION_INDEX_FIELDS]
 
         def build(pipe: Any) -> None:
-            self.scripts.queue(pipe, "start", keys, [message or "", self.keys.result_ttl_s])
+            self.scripts.queue(pipe, "start", keys, args)
             if message is not None:
                 pipe.zadd(self.keys.leases, {member: now + LEASE_TTL_S}, nx=True)
                 pipe.zscore(self.keys.leases, member)
@@ -217,6 +227,7 @@ class Runtime:
         *,
         store_in: str | None = None,
         max_bytes: int | None = None,
+        logs: bytes | None = None,
     ) -> bool:
         """Record the outcome (first one wins), drop the action's lease and notify its waiters; True if this call
         wrote it. Nothing is written for a run whose records are gone. Completions requested in one loop tick go
@@ -224,17 +235,28 @@ class Runtime:
 
         A successful outcome over `max_bytes` (the task's `max_inline_io_bytes`) is recorded as
         `InlineIOMaxBytesBreached` instead; one over `storage.inline_max_bytes` is written under `store_in` (the
-        run's metadata directory) and the record points to it.
+        run's metadata directory) and the record points to it. `logs` (the action's printed and logged lines, see
+        `action_logs`) are written in the same pipeline, before the outcome.
         """
         blob = encode_outcome(self.keyring, outcome, run, action, what)
         too_big = breach(len(blob), max_bytes, f"outputs of {what}") if max_bytes is not None else None
         if outcome.error is None and too_big is not None:
-            blob = encode_outcome(self.keyring, Outcome(error=too_big), run, action, what)
+            outcome = Outcome(error=too_big)  # what the index shows, too
+            blob = encode_outcome(self.keyring, outcome, run, action, what)
         elif outcome.error is None and store_in is not None and len(blob) > self.inline_max_bytes:
-            blob = await store_outcome(self.keyring, store_in, run, action, blob)
+            try:
+                blob = await store_outcome(self.keyring, store_in, run, action, blob)
+            except StorageError as err:  # recorded instead: nobody must wait for an outcome that cannot be stored
+                outcome = Outcome(error=err)
+                blob = encode_outcome(self.keyring, outcome, run, action, what)
+        ended = time.time()
+        run_phase = outcome_phase(outcome).value if action == ROOT_ACTION_NAME else ""
+        index = [action, end_entry(outcome, ended), run_phase, ended]  # the index's arguments of COMPLETE
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._completing.append(((run, action, blob), future))
+        self._completing.append(((run, action, blob, index), future))
+        if logs is not None:
+            self._completing_logs.append((run, action, logs))
         if len(self._completing) == 1:
             loop.call_soon(lambda: asyncio.ensure_future(self._flush_completing()))
         written = await future
@@ -244,13 +266,17 @@ class Runtime:
 
     async def _flush_completing(self) -> None:
         batch, self._completing = self._completing, []
+        logs, self._completing_logs = self._completing_logs, []
 
         def build(pipe: Any) -> None:
-            for (run, action, blob), _ in batch:
+            for run, action, text in logs:
+                queue_save(self.scripts, pipe, self.keys, run, action, text)
+            for (run, action, blob, index), _ in batch:
                 keys = [self.keys.run(run), self.keys.result(run, action), self.keys.waiters(run, action),
-                        self.keys.message(run, action), self.keys.enqueued(run, action)]  # fmt: skip
+                        self.keys.message(run, action), self.keys.enqueued(run, action),
+                        self.keys.actions(run)]  # fmt: skip
                 along = int(len(blob) <= MAX_OUTCOME_IN_NOTIFICATION_BYTES)
-                args = [blob, self.keys.result_ttl_s, notification(run, action), along]
+                args = [blob, self.keys.result_ttl_s, notification(run, action), along, *index]
                 self.scripts.queue(pipe, "complete", keys, args)
                 pipe.zrem(self.keys.leases, lease_member(run, action))
 
@@ -261,6 +287,6 @@ class Runtime:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (_, future), written in zip(batch, replies[::2], strict=True):
+        for (_, future), written in zip(batch, replies[len(logs) :: 2], strict=True):
             if not future.done():
                 future.set_result(written)

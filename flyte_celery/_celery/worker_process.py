@@ -24,6 +24,7 @@ from flyte_celery._celery.runtime import Runtime
 from flyte_celery._config_model import Settings
 from flyte_celery._context import current_frame
 from flyte_celery._environ import install_context_environ
+from flyte_celery._log_capture import install_record_capture, install_stdio_proxies
 from flyte_celery._logging import LogOverrides, configure_logging, enable_per_run_settings
 from flyte_celery._signing import Authenticated
 
@@ -36,6 +37,8 @@ class WorkerProcess:
         configure_logging(settings.log.level, settings.log.format, settings.log.reset_root_logger)
         install_context_environ()
         enable_per_run_settings(_run_log_overrides)
+        install_stdio_proxies()  # in front of Celery's redirect: an action's prints become its log records
+        install_record_capture()
         self.hosted = HostedActions(settings.worker.max_hosted_actions)
         self.loop = asyncio.SelectorEventLoop(IdleSignallingSelector(self.hosted.on_loop_idle))
         self.thread = threading.Thread(target=self.loop.run_forever, name="flyte-celery-loop", daemon=True)

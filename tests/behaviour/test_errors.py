@@ -74,6 +74,25 @@ def test_unserializable_output_is_an_explicit_error(runner: Runner) -> None:
     assert info.value.code == "UnserializableValueError"
 
 
+def test_an_unserializable_root_argument_is_the_same_error_in_every_mode(runner: Runner) -> None:
+    import threading
+
+    with pytest.raises(RuntimeUserError) as info:
+        runner(failures.describe_argument, threading.Lock()).outputs()
+
+    assert info.value.code == "UnserializableValueError"
+    assert "inputs of task" in str(info.value)
+    assert "lock" in str(info.value)
+
+
+def test_an_unserializable_child_argument_is_the_same_error_in_every_mode(runner: Runner) -> None:
+    with pytest.raises(RuntimeUserError) as info:
+        runner(failures.pass_a_lock_to_a_child).outputs()
+
+    assert info.value.code == "UnserializableValueError"
+    assert failures.describe_argument.name in str(info.value)
+
+
 def attempts(log: Path) -> list[int]:
     return [int(line) for line in read_lines(str(log))]
 

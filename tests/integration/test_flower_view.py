@@ -110,3 +110,25 @@ def test_flower_shows_failed_actions_as_failures_with_their_error(worker_factory
             assert "raise ValueError" in leaf["traceback"], leaf["traceback"]  # the user's code, not the body's
         else:
             assert leaf["result"].strip("'\"") in ("0", "20")  # a short repr of the output
+
+
+def test_run_url_opens_the_root_actions_page_in_flower(
+    worker_factory: WorkerFactory, flower: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLYTE_CELERY_FLOWER_URL", flower)
+    flyte.init_from_config()
+    worker_factory.start(concurrency=1)
+    run = flyte.with_runcontext(mode="remote").run(trees.tree, 0, 1)
+    assert run.wait(timeout=60) == flyte.ActionPhase.SUCCEEDED
+    assert run.url == f"{flower}/task/{celery_task_id(run.name, 'a0')}"
+
+    def root_page() -> str | None:
+        try:
+            with urllib.request.urlopen(run.url, timeout=2) as response:
+                page = response.read().decode()
+        except OSError:  # Flower answers 404 until its event stream has the task
+            return None
+        return page if "trees.tree" in page else None
+
+    page = wait_until(root_page, 30, "Flower to serve the root action's page")
+    assert run.name in str(page)

@@ -167,3 +167,15 @@ async def call_child_with_wrong_arguments() -> dict[str, Any]:
 async def past_deadline(seconds: float) -> int:
     await asyncio.sleep(seconds)
     return 1
+
+
+@env.task
+async def describe_argument(value: Any) -> str:
+    return type(value).__name__
+
+
+@env.task
+async def pass_a_lock_to_a_child() -> str:
+    import threading
+
+    return await describe_argument(threading.Lock())

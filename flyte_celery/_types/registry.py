@@ -19,7 +19,7 @@ TypeKey = Union[type, Callable[[Any], bool]]
 
 class Registry:
     """Transformers by class (matching subclasses, the nearest registered class first) or by predicate on hints
-    (tried in registration order, after the classes)."""
+    (tried after the classes, the latest registered first, so a package can refine a built-in rule)."""
 
     def __init__(self) -> None:
         self._by_class: dict[type, Transformer] = {}
@@ -37,7 +37,7 @@ class Registry:
                 found = self._by_class.get(cls)
                 if found is not None:
                     return found
-        for matches, transformer in self._by_predicate:
+        for matches, transformer in self._by_predicate[::-1]:
             if matches(hint):
                 return transformer
         return None

@@ -18,11 +18,10 @@ from rich.live import Live
 
 from flyte_celery._cli_view import failures, fit, live_view, run_summary, runs_table, totals
 from flyte_celery._context import ROOT_ACTION_NAME
+from flyte_celery._report_pages import report_pages
 from flyte_celery._run import ActionPhase, Run
 from flyte_celery._run_details import Action, ErrorInfo, RunDetails
-from flyte_celery._storage import find_sync
 from flyte_celery.errors import BaseRuntimeError, RunNotFoundError, RuntimeSystemError, StorageError
-from flyte_celery.report import REPORT_FILE
 
 FOLLOW_POLL_S: Final = 0.5  # how often a followed run's records are read
 PLAIN_FAILURES: Final = 5  # failed actions a followed run reports line by line without a terminal
@@ -159,14 +158,11 @@ def _root_repr(run: Run) -> str | None:
 
 
 def _reports(run_base_dir: str) -> list[str]:
-    """The report pages under a run's metadata directory (`<run_base_dir>/<action>/report.html`)."""
-    if not run_base_dir:
-        return []
+    """The run's report pages, or a line saying why they cannot be listed."""
     try:
-        found = find_sync(run_base_dir, maxdepth=2)
+        return report_pages(run_base_dir)
     except (StorageError, OSError) as exc:
         return [f"(cannot list {run_base_dir}: {exc})"]
-    return [path for path in found if path.rsplit("/", 1)[-1] == REPORT_FILE]
 
 
 def _cluster_call(call: Callable[[], T]) -> T:

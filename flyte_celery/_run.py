@@ -78,6 +78,7 @@ class RunBackend(Protocol):
 
     name: str
     url: str
+    run_base_dir: str  # where its actions' metadata (reports, offloaded values) is written; "" if nowhere
     on_cluster: bool  # whether the cluster holds the run's records (remote and hybrid runs)
 
     def phase(self) -> ActionPhase: ...
@@ -222,6 +223,18 @@ class Run:
             raise RunNotFoundError(name, f"the cluster has no record of run {name!r} (expired or never launched)")
         return actions
 
+    @syncify
+    async def reports(self) -> list[str]:
+        """The report pages the run's actions wrote (`@env.task(report=True)`, `flyte_celery.report.flush()`): the
+        URLs (local paths in local mode) of `<run_base_dir>/<action>/report.html`, sorted; [] for a dry run.
+
+        Raises:
+            StorageError: If the run's metadata directory cannot be listed.
+        """
+        from flyte_celery._report_pages import report_pages  # storage code: only for those who ask
+
+        return await asyncio.to_thread(report_pages, self._backend.run_base_dir)
+
     def _name_on_cluster(self) -> str:
         if not self._backend.on_cluster:
             raise RunNotFoundError(
@@ -238,9 +251,10 @@ class Run:
 class CompletedRun:
     """The backend of a run executed in this process: it is terminal by the time the handle exists."""
 
-    def __init__(self, name: str, url: str, outputs: ActionOutputs, *, on_cluster: bool = False) -> None:
+    def __init__(self, name: str, run_base_dir: str, outputs: ActionOutputs, *, on_cluster: bool = False) -> None:
         self.name = name
-        self.url = url
+        self.url = run_base_dir
+        self.run_base_dir = run_base_dir
         self.on_cluster = on_cluster  # a hybrid run's: its root ran here, and the cluster recorded it
         self._outputs = outputs
 
@@ -266,6 +280,7 @@ class DryRun:
     def __init__(self, name: str, url: str, bundle_path: str | None = None) -> None:
         self.name = name
         self.url = url
+        self.run_base_dir = ""  # nothing ran, so nothing was written
         self.bundle_path = bundle_path
 
     def phase(self) -> ActionPhase:

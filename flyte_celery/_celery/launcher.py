@@ -307,6 +307,7 @@ class RemoteRunBackend:
         flower = settings.flower.url
         root_page = f"{flower.rstrip('/')}/task/{celery_task_id(name, ROOT_ACTION_NAME)}" if flower else ""
         self.url = root_page or run_base_dir
+        self.run_base_dir = run_base_dir
 
     def phase(self) -> ActionPhase:
         """Terminal once the root has a result; running while a worker has the root (its lease says so) or, in a

@@ -20,6 +20,7 @@ def test_a_report_task_is_flushed_when_it_ends(runner: Runner, tmp_path: Path) -
     assert "<h1>squares up to 3</h1>" in page
     assert "numbers" in page
     assert "<p>4</p>" in page
+    assert run.reports() == [str(tmp_path / "a0" / "report.html")]  # the handle points a person at it
 
 
 def test_flush_writes_the_report_while_the_task_runs(runner: Runner, tmp_path: Path) -> None:
@@ -29,8 +30,9 @@ def test_flush_writes_the_report_while_the_task_runs(runner: Runner, tmp_path: P
 
 
 def test_each_action_owns_its_report(runner: Runner, tmp_path: Path) -> None:
-    runner(reports.reporting_parent, run_base_dir=str(tmp_path))
+    run = runner(reports.reporting_parent, run_base_dir=str(tmp_path))
     pages = {path.parent.name: path.read_text() for path in tmp_path.glob("*/report.html")}
+    assert run.reports() == [str(tmp_path / name / "report.html") for name in pages]
     assert "a0" not in pages  # the parent logged but is not a report=True task, and never flushed
     (child,) = pages.values()
     assert "squares up to 2" in child

@@ -158,7 +158,8 @@ def test_get_summarises_a_run_of_1000_actions_in_one_screen(
     assert "inputs    (n=1000)" in lines
     assert "error     RuntimeUserError (code=RuntimeError, kind=user): 10 of 1000 leaves failed" in lines
     assert "actions   1001 actions: 990 succeeded, 11 failed" in lines
-    assert any(re.fullmatch(r"\s+run_views\.leaf\s+1000\s+990\s+0\s+0\s+10\s+0\s+\S+\s+\S+", ln) for ln in lines), shown.stdout
+    leaf_row = r"\s+run_views\.leaf\s+1000\s+990\s+0\s+0\s+10\s+0\s+\S+\s+\S+"
+    assert any(re.fullmatch(leaf_row, line) for line in lines), shown.stdout
     assert "failures  10 actions failed; the first ones:" in lines
     assert re.search(r"^  \S+ run_views\.leaf \(i=7\): RuntimeUserError \(code=ValueError", shown.stdout, re.M)
     assert "  ... 7 more (--full lists them all)" in lines

@@ -31,4 +31,5 @@ if __name__ == "__main__":
         domain="development",
         custom_context={"team": "ml"},
     ).run(root)
-    print(f"run {run.name}: {run.phase}, outputs {run.outputs()}")
+    outputs = run.outputs()  # waits for a remote run to end
+    print(f"run {run.name}: {run.phase}, outputs {outputs}")

@@ -196,7 +196,8 @@ def run_summary(
     failed = failures(actions)
     if failed:
         shown = failed if full else failed[:FIRST_FAILURES]
-        lines.append(f"failures  {len(failed)} action{'s' if len(failed) != 1 else ''} failed; the first ones:")
+        which = "; the first ones:" if len(failed) > len(shown) else ":"
+        lines.append(f"failures  {len(failed)} action{'s' if len(failed) != 1 else ''} failed{which}")
         for i, action in enumerate(shown):
             info = action.error_info
             lines.append(f"  {action.name} {action.task_name} {action.inputs_repr}: {info or action.phase.value}")

@@ -7,9 +7,11 @@ the actions they receive, the hybrid client for its root. Only where the body ru
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import traceback
-from typing import Any
+from types import TracebackType
+from typing import Any, Final
 
 from flyte_celery._action_call import ActionCall
 from flyte_celery._cache.sealed import SealedCache
@@ -30,6 +32,7 @@ from flyte_celery.errors import (
 )
 from flyte_celery.report import finish as finish_report
 
+_PACKAGE_DIR: Final = os.path.dirname(__file__) + os.sep  # where the frames of flyte-celery's own code are
 SERIALIZED_WAIT_TIMEOUT_S = 24 * 3600.0
 SERIALIZED_RESERVATION_TTL_S = 60.0  # renewed every third of it while the owner runs
 
@@ -165,7 +168,7 @@ async def run_attempt(
     except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:
-        converted = RuntimeUserError(type(exc).__name__, str(exc), traceback_text=format_traceback(exc))
+        converted = RuntimeUserError(type(exc).__name__, str(exc), traceback_text=user_traceback(exc))
         raise _located(converted, call) from exc
     finally:
         if token is not None:
@@ -193,6 +196,15 @@ def _located(err: BaseRuntimeError, call: ActionCall) -> BaseRuntimeError:
 
 def format_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of an exception a task raised, from the task's own code on: the frames of flyte-celery that
+    called the task are left out (all frames stay when the exception came from flyte-celery's own code)."""
+    frames: TracebackType | None = exc.__traceback__
+    while frames is not None and frames.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frames = frames.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, frames or exc.__traceback__))
 
 
 async def _bounded(awaitable: Any, limit: float, call: ActionCall, by_deadline: bool) -> Any:

@@ -31,6 +31,10 @@ def test_parent_catches_child_value_error_as_runtime_user_error(runner: Runner) 
     assert "bad value 7" in seen["message"]
     assert "explode_with_value_error" in seen["traceback_text"]
     assert seen["task_name"] == failures.explode_with_value_error.name
+    # From the task's own code on, as a Python user reads it: flyte-celery's frames that called it are left out.
+    first_frame = seen["traceback_text"].splitlines()[1]
+    assert first_frame.startswith(f'  File "{failures.__file__}"'), seen["traceback_text"]
+    assert "flyte_celery" not in seen["traceback_text"]
 
 
 def test_uncaught_root_error_raises_from_the_run(runner: Runner, run_name: Callable[[str], str]) -> None:

@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _package_version
 
 from flyte_celery._cache import Cache, CachePolicy, CacheRequest
+from flyte_celery._checkpoint import Checkpoint
 from flyte_celery._context import ActionID, GroupData, RawDataPath, TaskContext, ctx
 from flyte_celery._custom_context import custom_context, get_custom_context
 from flyte_celery._deployment_types import PodTemplate, ReusePolicy, Secret, SecretRequest
@@ -48,6 +49,7 @@ __all__ = [
     "Cache",
     "CachePolicy",
     "CacheRequest",
+    "Checkpoint",
     "Device",
     "DeviceClass",
     "Environment",

@@ -27,7 +27,7 @@ FLYTE_ALL: Final = (
 
 PROVIDED: Final = "provided"
 _TRIGGERS = "remote-only: triggers are deployed to a Flyte backend, which starts the runs"
-_CHECKPOINTS = "not yet: task checkpoints (an attempt resuming from the state the previous one saved)"
+_CHECKPOINTS = "not provided: an action's checkpoint is `ctx().checkpoint` (a `Checkpoint`: load, save)"
 _CONDITIONS = "remote-only: a condition waits for a signal sent through a Flyte backend"
 _IMAGE_BUILDS = "remote-only: builds container images for a Flyte backend"
 _APPS = "remote-only: serves apps on a Flyte backend"
@@ -45,7 +45,7 @@ FLYTE_NAMES: Final[dict[str, str]] = {
     "Cache": PROVIDED,
     "CachePolicy": PROVIDED,
     "CacheRequest": PROVIDED,
-    "Checkpoint": _CHECKPOINTS,
+    "Checkpoint": PROVIDED,
     "ConditionWebhook": _CONDITIONS,
     "Cron": _TRIGGERS,
     "Device": PROVIDED,

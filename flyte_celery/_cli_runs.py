@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from typing import Final, TypeVar
 
 import click
+from redis.exceptions import RedisError
 from rich.console import Console
 from rich.live import Live
 
-from flyte_celery._cli_view import failures, fit, live_view, run_summary, runs_table, totals
+from flyte_celery._cli_view import OUTPUT_TAIL, failures, fit, live_view, run_summary, runs_table, totals
 from flyte_celery._context import ROOT_ACTION_NAME
 from flyte_celery._report_pages import report_pages
 from flyte_celery._run import ActionPhase, Run
@@ -64,7 +65,12 @@ def get_command(run_name: str, full: bool) -> None:
     details, actions = _cluster_call(lambda: (run.details(), run.actions()))
     outputs, error = _outcome(run, details)
     reports = _reports(details.run_base_dir)
-    _echo_lines(run_summary(details, actions, outputs=outputs, error=error, reports=reports, full=full))
+    failed = failures(actions)
+    output = _last_output(run_name, failed[0].name) if failed else []
+    lines = run_summary(
+        details, actions, outputs=outputs, error=error, reports=reports, full=full, failure_output=output
+    )
+    _echo_lines(lines)
 
 
 @click.command("abort")
@@ -163,6 +169,16 @@ def _reports(run_base_dir: str) -> list[str]:
         return report_pages(run_base_dir)
     except (StorageError, OSError) as exc:
         return [f"(cannot list {run_base_dir}: {exc})"]
+
+
+def _last_output(run: str, action: str) -> list[str]:
+    """The last lines an action printed and logged, when they can be read (else none: `get` shows the rest)."""
+    from flyte_celery._celery.action_logs import read_action_logs
+
+    try:
+        return read_action_logs(run, action, tail=OUTPUT_TAIL)
+    except (BaseRuntimeError, RedisError, ValueError):
+        return []
 
 
 def _cluster_call(call: Callable[[], T]) -> T:

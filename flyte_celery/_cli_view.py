@@ -22,6 +22,7 @@ from flyte_celery._run_details import Action, ErrorInfo, RunDetails
 MAX_TASK_ROWS: Final = 12  # tasks listed in a summary; the rest are added up in one row
 FIRST_FAILURES: Final = 3  # failed actions listed by `get` (all with --full)
 TRACEBACK_TAIL: Final = 8  # traceback lines `get` shows of an error (all with --full)
+OUTPUT_TAIL: Final = 5  # lines of the first failure's output `get` shows
 LIVE_TRACEBACK_TAIL: Final = 3
 LIVE_RESERVED_ROWS: Final = 10  # rows of the live view that are not the tree: header, failure, margins
 PHASE_STYLES: Final = {
@@ -171,9 +172,11 @@ def run_summary(
     error: ErrorInfo | None,
     reports: Sequence[str],
     full: bool = False,
+    failure_output: Sequence[str] = (),
 ) -> list[str]:
     """`flyte-celery get`: the run, its inputs and outputs or error, its actions counted per task, the first
-    failures, and its report links. Without `full` it fits a screen whatever the number of actions."""
+    failures, the last lines the first one printed (`failure_output`), and its report links. Without `full` it fits a
+    screen whatever the number of actions."""
     root = next((a for a in actions if a.name == ROOT_ACTION_NAME), None)
     where = ", ".join(f"{k} {v}" for k, v in (("project", details.project), ("domain", details.domain)) if v)
     lines = [
@@ -203,6 +206,9 @@ def run_summary(
             lines.append(f"  {action.name} {action.task_name} {action.inputs_repr}: {info or action.phase.value}")
             if info is not None and (full or i == 0):
                 lines += ["    " + line for line in error_lines(info, tail)[1:]]
+            if i == 0 and failure_output:
+                lines.append(f"    its last lines of output (flyte-celery logs {details.name} {action.name}):")
+                lines += ["    | " + line for line in failure_output]
         if len(failed) > len(shown):
             lines.append(f"  ... {len(failed) - len(shown)} more (--full lists them all)")
     if reports:

@@ -164,6 +164,10 @@ def test_get_summarises_a_run_of_1000_actions_in_one_screen(
     assert re.search(r"^  \S+ run_views\.leaf \(i=7\): RuntimeUserError \(code=ValueError", shown.stdout, re.M)
     assert "  ... 7 more (--full lists them all)" in lines
     assert "ValueError: leaf 7 refuses" in shown.stdout  # the first failure's traceback
+    first = re.search(r"^  (\S+) run_views\.leaf \(i=7\)", shown.stdout, re.M)
+    assert first, shown.stdout
+    assert f"    its last lines of output (flyte-celery logs {name} {first.group(1)}):" in lines
+    assert "    | leaf 7 is about to refuse" in lines  # what it printed on its worker
 
     full = cli(worker_factory, "get", name, "--full")
     for i in range(run_views.FAILING_REMAINDER, 1000, run_views.FAIL_EVERY):

@@ -15,9 +15,9 @@ BOOM = ErrorInfo(
 )
 
 
-def _run(actions: list[Action]) -> list[str]:
+def _run(actions: list[Action], output: tuple[str, ...] = ()) -> list[str]:
     details = RunDetails("r1", "env.main", ActionPhase.FAILED, "remote", start_time=AT, end_time=AT)
-    return run_summary(details, actions, outputs=None, error=BOOM, reports=[])
+    return run_summary(details, actions, outputs=None, error=BOOM, reports=[], failure_output=output)
 
 
 def _action(i: int, task: str = "env.leaf", failed: bool = False) -> Action:
@@ -27,10 +27,12 @@ def _action(i: int, task: str = "env.leaf", failed: bool = False) -> Action:
 
 def test_a_single_failure_is_listed_without_hinting_at_more() -> None:
     root = Action("a0", "r1", "env.main", ActionPhase.FAILED, error_info=BOOM)
-    lines = _run([root, _action(1), _action(2, failed=True)])
+    lines = _run([root, _action(1), _action(2, failed=True)], output=("working on 2", "giving up"))
     assert "failures  1 action failed:" in lines
     assert "  c2 env.leaf (i=2): RuntimeUserError (code=ValueError, kind=user): boom" in lines
     assert not any("more (--full" in line for line in lines)
+    shown = lines.index("    its last lines of output (flyte-celery logs r1 c2):")
+    assert lines[shown + 1 : shown + 3] == ["    | working on 2", "    | giving up"]
 
 
 def test_many_failures_and_tasks_stay_within_a_bound() -> None:

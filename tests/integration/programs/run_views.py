@@ -17,6 +17,7 @@ WAIT_S = 3600.0
 @env.task
 async def leaf(i: int) -> int:
     if i % FAIL_EVERY == FAILING_REMAINDER:
+        print(f"leaf {i} is about to refuse")
         raise ValueError(f"leaf {i} refuses")
     return 2 * i
 

@@ -61,12 +61,6 @@ class ActionHost:
         runtime.on_abort(self._abort_run)
         runtime.watch_runs(lambda: list(self._running))
 
-    def _send_end_event(self, envelope: Envelope, outcome: Outcome, started: float, hostname: str) -> None:
-        try:
-            self.end_events.send(hostname, envelope.task_id, outcome, started)
-        except Exception as exc:
-            system_logger.warning("could not send the end event of %s: %s", envelope.task_id, exc)
-
     async def run(
         self,
         envelope: Envelope,
@@ -115,9 +109,7 @@ class ActionHost:
                 f"outcome of {envelope.task_id}",
             )
             if slot is not None and slot.released and hostname:
-                await asyncio.get_running_loop().run_in_executor(
-                    None, self._send_end_event, envelope, outcome, started, hostname
-                )
+                self.end_events.queue(hostname, envelope.task_id, outcome, started)
             return outcome
         finally:
             if holds_lease and self.leases is not None:

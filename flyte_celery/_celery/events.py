@@ -2,55 +2,93 @@
 
 Celery sends `task-succeeded`/`task-failed` itself only for task bodies that end with their action; a body whose
 action gave its slot back returned early (see `request`), so without these events Flower would show the action as
-started forever. One dispatcher per process sends them, on one broker connection.
+started forever. One dispatcher per process and host sends them, on one broker connection, batched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from typing import Any
+from typing import Any, Final
 
 from celery import Celery
 
 from flyte_celery._celery.outcome import Outcome
+from flyte_celery._logging import system_logger
 
 MAX_RESULT_REPR_CHARS = 500
+TASK_EVENTS: Final = "task"  # the group of Celery's task-* events
+EVENTS_PER_MESSAGE: Final = 100  # task events sent together in one event message (a list body), at most
 
 
 class EndEvents:
-    """Sends the end events of a process's hosted actions (from any thread)."""
+    """Sends the end events of a process's hosted actions: those queued in one loop tick go out together, from an
+    executor thread, as one Celery event message per host and `EVENTS_PER_MESSAGE` events (a list body, the way
+    Celery's own worker batches its task events; Flower and every Celery event receiver read it)."""
 
     def __init__(self, app: Celery) -> None:
         self.app = app
         self._lock = threading.Lock()
         self._dispatchers: dict[str, Any] = {}
+        self._queued: list[tuple[str, str, dict[str, Any]]] = []  # (hostname, event type, fields), on the loop
 
-    def send(self, hostname: str, task_id: str, outcome: Outcome, started: float) -> None:
-        runtime = time.monotonic() - started
+    def queue(self, hostname: str, task_id: str, outcome: Outcome, started: float) -> None:
+        """Queue the end event of an action (on the event loop's thread); it is sent once this loop tick ends."""
+        self._queued.append((hostname, *end_event(task_id, outcome, time.monotonic() - started)))
+        if len(self._queued) == 1:
+            loop = asyncio.get_running_loop()
+            loop.call_soon(self._hand_over, loop)
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._queued = self._queued, []
+        loop.run_in_executor(None, self._send_logging_failures, batch)
+
+    def _send_logging_failures(self, batch: list[tuple[str, str, dict[str, Any]]]) -> None:
+        try:
+            self.send(batch)
+        except Exception as exc:  # Flower misses an end; the actions' outcomes are recorded all the same
+            system_logger.warning("could not send the end events of %d actions: %s", len(batch), exc)
+
+    def send(self, batch: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Send events now, from any thread: (hostname, event type, fields) each."""
         with self._lock:
-            dispatcher = self._dispatchers.get(hostname)
-            if dispatcher is None:
-                dispatcher = self._dispatchers[hostname] = self.app.events.Dispatcher(
-                    self.app.connection_for_write(), hostname=hostname
-                )
-            if outcome.error is None:
-                dispatcher.send("task-succeeded", uuid=task_id, result=short_repr(outcome.value), runtime=runtime)
-            else:
-                error = outcome.error
-                dispatcher.send(
-                    "task-failed",
-                    uuid=task_id,
-                    exception=_short(f"{type(error).__name__}({error.code!r}, {str(error)!r})"),
-                    traceback=error.traceback_text or "",
-                )
+            hosts = {hostname for hostname, _, _ in batch}
+            for hostname, kind, fields in batch:
+                self._dispatcher(hostname).send(kind, **fields)
+            for hostname in hosts:
+                self._dispatcher(hostname).flush()
+
+    def _dispatcher(self, hostname: str) -> Any:
+        dispatcher = self._dispatchers.get(hostname)
+        if dispatcher is None:
+            dispatcher = self._dispatchers[hostname] = self.app.events.Dispatcher(
+                self.app.connection_for_write(),
+                hostname=hostname,
+                buffer_group=[TASK_EVENTS],
+                buffer_limit=EVENTS_PER_MESSAGE,
+            )
+        return dispatcher
 
     def close(self) -> None:
+        """Send what is still queued, then close the connections."""
+        batch, self._queued = self._queued, []
+        if batch:
+            self._send_logging_failures(batch)
         with self._lock:
             for dispatcher in self._dispatchers.values():
                 dispatcher.close()
                 dispatcher.connection.release()
             self._dispatchers.clear()
+
+
+def end_event(task_id: str, outcome: Outcome, runtime: float) -> tuple[str, dict[str, Any]]:
+    """The `task-succeeded` or `task-failed` event of an action, with the fields Celery's own have."""
+    if outcome.error is None:
+        return "task-succeeded", {"uuid": task_id, "result": short_repr(outcome.value), "runtime": runtime}
+    error = outcome.error
+    exception = _short(f"{type(error).__name__}({error.code!r}, {str(error)!r})")
+    return "task-failed", {"uuid": task_id, "exception": exception, "traceback": error.traceback_text or ""}
 
 
 def short_repr(value: Any) -> str:

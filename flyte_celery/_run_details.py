@@ -39,8 +39,27 @@ class ErrorInfo:
         return f"{self.error_type} (code={self.code}, kind={self.kind}): {self.message}"
 
 
+class _Lifetime:
+    """What an action and a run both have: a phase, and the times it started and ended."""
+
+    phase: ActionPhase
+    start_time: datetime | None
+    end_time: datetime | None
+
+    def done(self) -> bool:
+        """True once it has reached a terminal phase."""
+        return self.phase.is_terminal
+
+    @property
+    def runtime(self) -> timedelta | None:
+        """How long it ran (so far, while it runs); None before it started."""
+        if self.start_time is None:
+            return None
+        return (self.end_time or datetime.now(timezone.utc)) - self.start_time
+
+
 @dataclass(frozen=True)
-class Action:
+class Action(_Lifetime):
     """One action of a run as the cluster recorded it.
 
     Attributes:
@@ -69,20 +88,9 @@ class Action:
     start_time: datetime | None = None
     end_time: datetime | None = None
 
-    def done(self) -> bool:
-        """True once the action has reached a terminal phase."""
-        return self.phase.is_terminal
-
-    @property
-    def runtime(self) -> timedelta | None:
-        """How long it ran (so far, while it runs); None before it started."""
-        if self.start_time is None:
-            return None
-        return (self.end_time or datetime.now(timezone.utc)) - self.start_time
-
 
 @dataclass(frozen=True)
-class RunDetails:
+class RunDetails(_Lifetime):
     """A run as the cluster recorded it.
 
     Attributes:
@@ -109,17 +117,6 @@ class RunDetails:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     run_base_dir: str = ""
-
-    def done(self) -> bool:
-        """True once the run has reached a terminal phase."""
-        return self.phase.is_terminal
-
-    @property
-    def runtime(self) -> timedelta | None:
-        """How long the run took (so far, while it runs)."""
-        if self.start_time is None:
-            return None
-        return (self.end_time or datetime.now(timezone.utc)) - self.start_time
 
 
 @dataclass(frozen=True)

@@ -17,3 +17,16 @@ def system_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFi
             yield caplog
     finally:
         system_logger.removeHandler(caplog.handler)
+
+
+# Fixtures of real services: tests that use them belong under tests/integration, so tests/unit runs anywhere.
+SERVICE_FIXTURES = frozenset({"redis_url", "redis_client", "worker_factory"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if used and "tests/unit/" in str(item.path).replace("\\", "/"):
+            raise pytest.UsageError(
+                f"{item.nodeid} uses {sorted(used)}: a test needing services goes in tests/integration"
+            )

@@ -167,16 +167,7 @@ class Runtime:
                     args += [action, entry, self.keys.run_ttl_s, MAX_ACTION_INDEX_FIELDS]
                 self.scripts.queue(pipe, "attach", keys, args)
 
-        try:
-            replies = await self.scripts.execute(build)
-        except Exception as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), reply in zip(batch, replies, strict=True):
-            if not future.done():
-                future.set_result(reply)
+        await self._execute_for([future for _, future in batch], build, lambda replies: replies)
 
     # An action's start and end.
     async def start_checks(self, run: str, action: str, message: str | None) -> Start:
@@ -280,13 +271,24 @@ class Runtime:
                 self.scripts.queue(pipe, "complete", keys, args)
                 pipe.zrem(self.keys.leases, lease_member(run, action))
 
+        # Each completion's replies: its script's, then the lease's ZREM; the log saves come first.
+        await self._execute_for([future for _, future in batch], build, lambda replies: replies[len(logs) :: 2])
+
+    async def _execute_for(
+        self,
+        futures: list[asyncio.Future[Any]],
+        build: Callable[[Any], None],
+        answers: Callable[[list[Any]], list[Any]],
+    ) -> None:
+        """Run one pipelined batch and settle the futures of its callers: each with its answer (`answers` picks
+        them from the replies, in order), or all with the error if the batch failed."""
         try:
             replies = await self.scripts.execute(build)
         except Exception as exc:
-            for _, future in batch:
+            for future in futures:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (_, future), written in zip(batch, replies[len(logs) :: 2], strict=True):
+        for future, answer in zip(futures, answers(replies), strict=True):
             if not future.done():
-                future.set_result(written)
+                future.set_result(answer)

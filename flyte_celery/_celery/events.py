@@ -62,12 +62,7 @@ class EndEvents:
     def _dispatcher(self, hostname: str) -> Any:
         dispatcher = self._dispatchers.get(hostname)
         if dispatcher is None:
-            dispatcher = self._dispatchers[hostname] = self.app.events.Dispatcher(
-                self.app.connection_for_write(),
-                hostname=hostname,
-                buffer_group=[TASK_EVENTS],
-                buffer_limit=EVENTS_PER_MESSAGE,
-            )
+            dispatcher = self._dispatchers[hostname] = batching_dispatcher(self.app, hostname)
         return dispatcher
 
     def close(self) -> None:
@@ -80,6 +75,18 @@ class EndEvents:
                 dispatcher.close()
                 dispatcher.connection.release()
             self._dispatchers.clear()
+
+
+def batching_dispatcher(app: Celery, hostname: str | None = None) -> Any:
+    """A Celery event dispatcher on a connection of its own that buffers task events until `flush()` (or until
+    `EVENTS_PER_MESSAGE` are buffered), then sends them as one event message with a list body."""
+    return app.events.Dispatcher(
+        app.connection_for_write(),
+        hostname=hostname,
+        enabled=True,
+        buffer_group=[TASK_EVENTS],
+        buffer_limit=EVENTS_PER_MESSAGE,
+    )
 
 
 def end_event(task_id: str, outcome: Outcome, runtime: float) -> tuple[str, dict[str, Any]]:

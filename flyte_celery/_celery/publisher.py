@@ -21,7 +21,7 @@ from typing import Any, Final
 from celery import Celery
 
 from flyte_celery._celery.envelope import Envelope, celery_task_id
-from flyte_celery._celery.events import EVENTS_PER_MESSAGE, TASK_EVENTS
+from flyte_celery._celery.events import batching_dispatcher
 from flyte_celery._celery.message import SealedMessage, seal_message
 from flyte_celery._context import ROOT_ACTION_NAME
 from flyte_celery._logging import system_logger
@@ -79,12 +79,7 @@ class SentEvents:
     def send(self, publications: Sequence[Publication]) -> None:
         with self._lock:
             if self._dispatcher is None:
-                self._dispatcher = self.app.events.Dispatcher(
-                    self.app.connection_for_write(),
-                    enabled=True,
-                    buffer_group=[TASK_EVENTS],
-                    buffer_limit=EVENTS_PER_MESSAGE,
-                )
+                self._dispatcher = batching_dispatcher(self.app)
             for publication in publications:
                 self._dispatcher.send("task-sent", **sent_event(publication))
             self._dispatcher.flush()  # one event message per EVENTS_PER_MESSAGE events, as Celery's worker does

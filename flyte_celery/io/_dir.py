@@ -9,18 +9,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import PurePosixPath
 from typing import Any, Generic, Optional, TypeVar, Union
 
-from pydantic import BaseModel, model_validator
-
 from flyte_celery import _storage as storage
 from flyte_celery.io._file import File
 from flyte_celery.io._paths import absolute, local_target, new_path, raw_data_is_local_in_task
+from flyte_celery.io._reference import PathReference
 
 T = TypeVar("T")
 # Flyte's path for "no directory was produced" (`Dir.empty()`), kept so such values mean the same thing.
 EMPTY_DIR_PATH = "::flyte-empty-dir::"
 
 
-class Dir(BaseModel, Generic[T]):
+class Dir(PathReference, Generic[T]):
     """A directory by reference: tasks pass its path; its files are listed, read or downloaded on demand.
 
     `Dir[T]` documents the files' format and is `Dir` itself. Every method has an async form and a blocking `_sync`
@@ -43,22 +42,6 @@ class Dir(BaseModel, Generic[T]):
         format: A free-form format label of its files.
         hash: A cache key for the content; when set, task caches key on it instead of on `path`.
     """
-
-    path: str
-    name: Optional[str] = None
-    format: str = ""
-    hash: Optional[str] = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("name") is None and data.get("path"):
-            return {**data, "name": PurePosixPath(str(data["path"])).name}
-        return data
-
-    def __class_getitem__(cls, params: Any) -> Any:
-        # As for File: `Dir[X]` is `Dir`, so every Dir pickles by its class name.
-        return cls
 
     @classmethod
     def new_remote(cls, dir_name: Optional[str] = None, hash: Optional[str] = None) -> Dir[T]:

@@ -9,18 +9,19 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from pathlib import PurePosixPath
 from typing import IO, Any, Generic, Optional, TypeVar, Union, cast
 
-from pydantic import BaseModel, PrivateAttr, model_validator
+from pydantic import PrivateAttr
 
 from flyte_celery import _storage as storage
 from flyte_celery.io._async_file import AsyncFile
 from flyte_celery.io._hashing import HashingWriter, HashMethod, hash_local_file, split_hash_method
 from flyte_celery.io._paths import absolute, local_target, named_path, new_path, raw_data_is_local_in_task
+from flyte_celery.io._reference import PathReference
 
 T = TypeVar("T")
 WRITE_FLAGS = frozenset("wax+")
 
 
-class File(BaseModel, Generic[T]):
+class File(PathReference, Generic[T]):
     """A file by reference: tasks pass its path, never its bytes; reading and writing stream.
 
     `File[T]` documents the format (`File[pd.DataFrame]`) and is `File` itself. Every method has an async form and a
@@ -48,23 +49,7 @@ class File(BaseModel, Generic[T]):
         hash: A cache key for the content; when set, task caches key on it instead of on `path`.
     """
 
-    path: str
-    name: Optional[str] = None
-    format: str = ""
-    hash: Optional[str] = None
-
     _hash_method: Optional[HashMethod] = PrivateAttr(default=None)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("name") is None and data.get("path"):
-            return {**data, "name": PurePosixPath(str(data["path"])).name}
-        return data
-
-    def __class_getitem__(cls, params: Any) -> Any:
-        # The format parameter is documentation: `File[X]` is `File`, so every File pickles by its class name.
-        return cls
 
     def __getstate__(self) -> dict[Any, Any]:
         # A hash method belongs to the writing process (and may not pickle); its result is in `hash` by then.

@@ -26,6 +26,7 @@ from kombu.exceptions import MessageStateError
 from vine import promise
 
 from flyte_celery._celery.dead_letters import DeadLetters
+from flyte_celery._celery.events import EVENT_FLUSH_DELAY_S
 from flyte_celery._celery.key_census import recent_key_ids
 from flyte_celery._celery.message_guard import Refusal, Verdict, inspect_message
 from flyte_celery._config_model import Settings
@@ -40,7 +41,6 @@ REQUEUE_MAX_DELAY_S: Final = 30.0
 REMEMBERED_MESSAGES: Final = 10_000
 REFUSALS_LOGGED: Final = 20  # per LOG_WINDOW_S; the rest are counted in the next line that gets through
 LOG_WINDOW_S: Final = 10.0
-EVENT_FLUSH_DELAY_S: Final = 0.05  # the most a task event waits in the consumer before it is published
 CENSUS_REFRESH_S: Final = 10.0  # how long the fleet's recent key ids are taken as known before being read again
 
 _settings_of_apps: weakref.WeakKeyDictionary[Any, Settings] = weakref.WeakKeyDictionary()

@@ -6,8 +6,8 @@ loop tick asked for on one producer connection.
 
 The `task-sent` event that Flower needs to show a queued action is ours, not Celery's: Celery's names the entry
 task rather than the action's task (and could overwrite the worker's `task-received` name when it arrived late),
-and publishing it with the message cost every child round trip about 0.4 ms. Ours goes out right after the
-messages, off the path of the waiting parent.
+and publishing it with the message cost every child round trip about 0.4 ms. Ours follow the messages within
+`EVENT_FLUSH_DELAY_S`, batched, off the path of the waiting parent.
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ from typing import Any, Final
 from celery import Celery
 
 from flyte_celery._celery.envelope import Envelope, celery_task_id
-from flyte_celery._celery.events import batching_dispatcher
+from flyte_celery._celery.events import DelayedEvents, batching_dispatcher
 from flyte_celery._celery.message import SealedMessage, seal_message
 from flyte_celery._context import ROOT_ACTION_NAME
-from flyte_celery._logging import system_logger
 from flyte_celery._signing import KeyRing
 
 ENTRY_TASK: Final = "flyte_celery.run_action"
@@ -69,12 +68,17 @@ def send_sealed(
 
 class SentEvents:
     """Sends `task-sent` events for published actions, on one connection (from any thread), batched as the end
-    events are (see `events`)."""
+    events are (see `events`): at once with `send`, or within `EVENT_FLUSH_DELAY_S` with `queue`."""
 
     def __init__(self, app: Celery) -> None:
         self.app = app
         self._lock = threading.Lock()
         self._dispatcher: Any = None
+        self._pending: DelayedEvents[Publication] = DelayedEvents(self.send, "task-sent events")
+
+    def queue(self, publications: Sequence[Publication]) -> None:
+        """Queue the events of published actions (on the event loop's thread)."""
+        self._pending.put(publications)
 
     def send(self, publications: Sequence[Publication]) -> None:
         with self._lock:
@@ -85,6 +89,10 @@ class SentEvents:
             self._dispatcher.flush()  # one event message per EVENTS_PER_MESSAGE events, as Celery's worker does
 
     def close(self) -> None:
+        """Send what is still queued, then close the connection."""
+        batch = self._pending.take()
+        if batch:
+            self._pending.send_logging_failures(batch)
         with self._lock:
             if self._dispatcher is not None:
                 self._dispatcher.close()
@@ -156,15 +164,9 @@ class Publisher:
                 else:
                     future.set_result(None)
             if error is None:
-                loop.run_in_executor(None, self._send_events, publications)
+                self.sent_events.queue(publications)
 
         job.add_done_callback(settle)
-
-    def _send_events(self, publications: list[Publication]) -> None:
-        try:
-            self.sent_events.send(publications)
-        except Exception as exc:  # Flower misses a queued state; the actions themselves are out
-            system_logger.warning("could not send task-sent events: %s", exc)
 
     def close(self) -> None:
         self.sent_events.close()

@@ -15,12 +15,14 @@ from __future__ import annotations
 from enum import Enum
 from typing import Final
 
-# KEYS: result, waiters, enqueued[, action index].  ARGV: reply channel (or ""), ttl, a token unique to this wait,
-# "1" to publish whenever there is no result (a replayed parent)[, action, its queued entry, index ttl, index bound].
-# Returns {result or false, 1 if the caller must publish the action's message}. The token makes a retry of the
-# same call (the connection broke after Redis ran it) answer the same, so a message is never left unpublished.
-# The index entry (HSETNX) is also written when the result exists: published eagerly, the action may have run
-# before this attach.
+# KEYS: result, waiters, enqueued[, action index[, broker queue list]].  ARGV: reply channel (or ""), ttl, a token
+# unique to this wait, "1" to publish whenever there is no result (a replayed parent)[, action, its queued entry,
+# index ttl, index bound[, the action's broker message]].
+# Returns {result or false, 1 if the action's message is to be published}: given the message (see
+# `direct_publish`), this script has pushed it onto the queue's list, else the caller must publish it. The token
+# makes a retry of the same call (the connection broke after Redis ran it) answer the same without pushing again,
+# so a message is never left unpublished. The index entry (HSETNX) is also written when the result exists:
+# published eagerly, the action may have run before this attach.
 ATTACH: Final = """
 local function index_queued()
   if KEYS[4] and redis.call('HLEN', KEYS[4]) < tonumber(ARGV[8]) then
@@ -37,14 +39,17 @@ if result then
   index_queued()  -- published eagerly, the action may have ended before this attach: it still gets its entry
   return {result, 0}
 end
-if ARGV[4] == '1' then
-  redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[2])
+local function publish()
+  if KEYS[5] then redis.call('LPUSH', KEYS[5], ARGV[9]) end
   index_queued()
   return {false, 1}
 end
+if ARGV[4] == '1' then
+  redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[2])
+  return publish()
+end
 if redis.call('SET', KEYS[3], ARGV[3], 'NX', 'EX', ARGV[2]) then
-  index_queued()
-  return {false, 1}
+  return publish()
 end
 if redis.call('GET', KEYS[3]) == ARGV[3] then return {false, 1} end
 return {false, 0}

@@ -22,6 +22,7 @@ from celery import Celery
 from flyte_celery._celery.action_index import end_entry, outcome_phase, queued_entry
 from flyte_celery._celery.action_logs import SAVE_LOGS, queue_save
 from flyte_celery._celery.bundles import BundleCache
+from flyte_celery._celery.direct_publish import direct_messages
 from flyte_celery._celery.keys import LEASE_TTL_S, MAX_ACTION_INDEX_FIELDS, Keys, lease_member
 from flyte_celery._celery.offload import breach, outcome_of, store_outcome
 from flyte_celery._celery.outcome import Outcome, encode_outcome
@@ -66,6 +67,7 @@ class Runtime:
         self.redis = async_client(settings.redis_url_resolved(), max_connections=REDIS_MAX_CONNECTIONS)
         self.bundles = BundleCache(self.redis, self.keys, self.keyring)
         self.publisher = Publisher(app, self.keyring)
+        self.direct = direct_messages(app, settings.redis_url_resolved(), self.keyring)
         self.inline_max_bytes = settings.storage.inline_max_bytes
         self.scripts = Scripts(self.redis, {"attach": ATTACH, "start": START, "complete": COMPLETE, "logs": SAVE_LOGS})
         self.replies = ReplyChannel(
@@ -73,7 +75,7 @@ class Runtime:
         )
         self.on_abort = self.replies.on_abort
         self.watch_runs = self.replies.watch_runs
-        self._attaching: list[tuple[tuple[str, str, bool, str], asyncio.Future[Any]]] = []
+        self._attaching: list[tuple[tuple[str, str, bool, str, tuple[str, bytes] | None], asyncio.Future[Any]]] = []
         self._completing: list[tuple[tuple[str, str, bytes, list[Any]], asyncio.Future[Any]]] = []
         self._completing_logs: list[tuple[str, str, bytes]] = []  # lines of those actions, written before them
 
@@ -106,8 +108,10 @@ class Runtime:
         whenever it has no result).
 
         `release` (if given) is called once the wait is known to be real, i.e. the action has no result yet.
-        `eager` publishes while the attach is in flight instead of after it (a round trip less): for an action that
-        surely has no result yet, the first call of a first attempt; a needless copy would only find it finished.
+        Where the broker is our Redis, the attach script publishes the message itself (see `direct_publish`).
+        Elsewhere kombu publishes it, after the attach or, with `eager`, while the attach is in flight (a round trip
+        less): for an action that surely has no result yet, the first call of a first attempt; a needless copy
+        would only find it finished.
 
         Raises:
             RunLostError: If the run's records disappear from Redis while waiting.
@@ -115,23 +119,11 @@ class Runtime:
         """
         key = notification(run, action)
         future = self.replies.expect(key)
-        entry = queued_entry(publication) if publication is not None else ""
         try:
-            publishing = None
-            if eager and publication is not None:
-                publishing = asyncio.ensure_future(self.publisher.publish(publication))
-            try:
-                result, must_publish = await self._attach_batched(run, action, republish, entry)
-                if publishing is None and result is None and must_publish and publication is not None:
-                    publishing = asyncio.ensure_future(self.publisher.publish(publication))
-                if publishing is not None:
-                    await publishing
-            except BaseException:
-                if publishing is not None:
-                    publishing.cancel()
-                    # Not published after all: let the next attempt (a retry, a take-over) publish it.
-                    await self.redis.delete(self.keys.enqueued(run, action))
-                raise
+            if publication is not None and self.direct is not None:
+                result = await self._attach_publishing(run, action, publication, republish)
+            else:
+                result = await self._attach_then_publish(run, action, publication, republish, eager)
             if result is None:
                 if release is not None:
                     release()
@@ -144,11 +136,46 @@ class Runtime:
         finally:
             self.replies.forget(key, future)
 
+    async def _attach_publishing(
+        self, run: str, action: str, publication: Publication, republish: bool
+    ) -> bytes | None:
+        """Attach, the attach script pushing the action's message if it is to be published (see `direct_publish`)."""
+        assert self.direct is not None
+        message = (publication.envelope.action.queue, self.direct.encode(publication))
+        result, published = await self._attach_batched(run, action, republish, queued_entry(publication), message)
+        if published:
+            self.publisher.sent_events.queue([publication])
+        return result
+
+    async def _attach_then_publish(
+        self, run: str, action: str, publication: Publication | None, republish: bool, eager: bool
+    ) -> bytes | None:
+        """Attach, then publish through kombu if the action is to be published (with `eager`, during the attach)."""
+        entry = queued_entry(publication) if publication is not None else ""
+        publishing = None
+        if eager and publication is not None:
+            publishing = asyncio.ensure_future(self.publisher.publish(publication))
+        try:
+            result, must_publish = await self._attach_batched(run, action, republish, entry, None)
+            if publishing is None and result is None and must_publish and publication is not None:
+                publishing = asyncio.ensure_future(self.publisher.publish(publication))
+            if publishing is not None:
+                await publishing
+        except BaseException:
+            if publishing is not None:
+                publishing.cancel()
+                # Not published after all: let the next attempt (a retry, a take-over) publish it.
+                await self.redis.delete(self.keys.enqueued(run, action))
+            raise
+        return result
+
     # Attaching: every wait registered in one loop tick goes to Redis in one pipelined round trip.
-    async def _attach_batched(self, run: str, action: str, republish: bool, entry: str) -> tuple[bytes | None, int]:
+    async def _attach_batched(
+        self, run: str, action: str, republish: bool, entry: str, message: tuple[str, bytes] | None
+    ) -> tuple[bytes | None, int]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._attaching.append(((run, action, republish, entry), future))
+        self._attaching.append(((run, action, republish, entry, message), future))
         if len(self._attaching) == 1:
             loop.call_soon(lambda: asyncio.ensure_future(self._flush_attaching()))
         result, must_publish = await future
@@ -159,12 +186,15 @@ class Runtime:
         tokens = [secrets.token_hex(8) for _ in batch]
 
         def build(pipe: Any) -> None:
-            for ((run, action, republish, entry), _), token in zip(batch, tokens, strict=True):
+            for ((run, action, republish, entry, message), _), token in zip(batch, tokens, strict=True):
                 keys = [self.keys.result(run, action), self.keys.waiters(run, action), self.keys.enqueued(run, action)]
                 args: list[Any] = [self.reply_channel, self.keys.result_ttl_s, token, int(republish)]
                 if entry:
                     keys.append(self.keys.actions(run))
                     args += [action, entry, self.keys.run_ttl_s, MAX_ACTION_INDEX_FIELDS]
+                    if message is not None:
+                        keys.append(message[0])
+                        args.append(message[1])
                 self.scripts.queue(pipe, "attach", keys, args)
 
         await self._execute_for([future for _, future in batch], build, lambda replies: replies)

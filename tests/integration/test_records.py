@@ -20,6 +20,7 @@ RESULT_TTL_S = 600
 RUN_TTL_S = 1200
 READ_DEADLINE_S = 5.0
 END_MARK = b"end-of-test-messages"
+QUEUE_LIST = "unit-records-queue"
 
 
 @pytest.fixture
@@ -50,6 +51,15 @@ def attach(client: Any, keys: Keys, channel: str, action: str = ACTION, token: s
             token if token is not None else secrets.token_hex(8),
         )
     )
+
+
+def attach_pushing(
+    client: Any, keys: Keys, message: bytes, *, republish: bool = False, token: str | None = None
+) -> list[Any]:
+    """ATTACH as the runtime sends it when the broker is our Redis: with the index entry and the message to push."""
+    script_keys = [keys.result(RUN, ACTION), keys.waiters(RUN, ACTION), keys.enqueued(RUN, ACTION), keys.actions(RUN)]
+    args = ["chan", keys.result_ttl_s, token or secrets.token_hex(8), int(republish), ACTION, "queued", RUN_TTL_S, 100]
+    return list(client.eval(ATTACH, 5, *script_keys, QUEUE_LIST, *args, message))
 
 
 def start(client: Any, keys: Keys, message: str = "", action: str = ACTION) -> Start:
@@ -212,6 +222,28 @@ def test_actions_are_independent(redis_client: Any, keys: Keys, run_record: str)
     assert complete(redis_client, keys, b"one", action="a1") == 1
     assert attach(redis_client, keys, "chan", action="a2") == [None, 0]
     assert attach(redis_client, keys, "chan", action="a1") == [b"one", 0]
+
+
+def test_the_attach_that_publishes_pushes_the_message_once(redis_client: Any, keys: Keys) -> None:
+    assert attach_pushing(redis_client, keys, b"message-1") == [None, 1]
+    assert attach_pushing(redis_client, keys, b"message-2") == [None, 0]  # published already: not again
+    assert redis_client.lrange(QUEUE_LIST, 0, -1) == [b"message-1"]
+
+
+def test_a_retried_pushing_attach_does_not_push_again(redis_client: Any, keys: Keys) -> None:
+    # Redis ran the script, the reply was lost, the client runs it again with the same token: one message only.
+    assert attach_pushing(redis_client, keys, b"message", token="wait-1") == [None, 1]
+    assert attach_pushing(redis_client, keys, b"message", token="wait-1") == [None, 1]
+    assert redis_client.llen(QUEUE_LIST) == 1
+
+
+def test_a_replayed_parent_pushes_whenever_there_is_no_result(redis_client: Any, keys: Keys, run_record: str) -> None:
+    assert attach_pushing(redis_client, keys, b"first") == [None, 1]
+    assert attach_pushing(redis_client, keys, b"again", republish=True) == [None, 1]
+    assert redis_client.lrange(QUEUE_LIST, 0, -1) == [b"again", b"first"]
+    assert complete(redis_client, keys, b"done") == 1
+    assert attach_pushing(redis_client, keys, b"late", republish=True) == [b"done", 0]
+    assert redis_client.llen(QUEUE_LIST) == 2  # finished: nothing to publish
 
 
 # --- START ------------------------------------------------------------------------------------------------------

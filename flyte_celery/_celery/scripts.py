@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from flyte_celery.errors import RuntimeSystemError
 
@@ -48,9 +48,9 @@ class Scripts:
             The first error a command of the pipeline returned.
         """
         for _ in range(2):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                build(pipe)
-                replies: list[Any] = await pipe.execute(raise_on_error=False)
+            pipe = self.redis.pipeline(transaction=False)
+            build(pipe)
+            replies: list[Any] = await self._run(pipe)
             if not any(isinstance(reply, NoScriptError) for reply in replies):
                 error = next((reply for reply in replies if isinstance(reply, Exception)), None)
                 if error is not None:
@@ -60,3 +60,45 @@ class Scripts:
                 await undo(replies)
             await self.load()
         raise RuntimeSystemError("ScriptsLost", "Redis lost our Lua scripts again right after they were loaded")
+
+    async def _run(self, pipe: Pipeline) -> list[Any]:
+        """The replies to the commands queued in `pipe`, sent together on one pooled connection; an error reply is
+        returned in its command's place (as redis-py's `execute(raise_on_error=False)` does).
+
+        redis-py's own pipeline execution takes seven event-loop turns, two of them to start tasks for its timeouts;
+        sending and reading on the connection directly takes four and about 40 µs less, on each of the three round
+        trips a child action adds to its parent's wait. Retries and health checks are the connection's, as there.
+        """
+        commands = pipe.command_stack
+        pool = self.redis.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            replies = await connection.retry.call_with_retry(
+                lambda: _send_and_read(connection, commands),
+                lambda error: _disconnect_unless_retried(connection, error),
+            )
+        finally:
+            await pool.release(connection)
+        callbacks = pipe.response_callbacks
+        return [
+            reply if isinstance(reply, Exception) or args[0] not in callbacks else callbacks[args[0]](reply, **options)
+            for (args, options), reply in zip(commands, replies, strict=True)
+        ]
+
+
+async def _send_and_read(connection: Any, commands: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+    await connection.send_packed_command(connection.pack_commands([args for args, _ in commands]))
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(await connection.read_response())
+        except ResponseError as error:
+            replies.append(error)
+    return replies
+
+
+async def _disconnect_unless_retried(connection: Any, error: Exception) -> None:
+    await connection.disconnect()
+    retried = connection.retry_on_error
+    if not retried or not isinstance(error, tuple(retried)):
+        raise error

@@ -25,6 +25,7 @@ from flyte_celery._celery.leases import LeaseKeeper
 from flyte_celery._celery.offload import load_inputs
 from flyte_celery._celery.outcome import Outcome
 from flyte_celery._celery.records import Start
+from flyte_celery._celery.reply_channel import text_of
 from flyte_celery._celery.runtime import Runtime
 from flyte_celery._context import Mode
 from flyte_celery._environ import action_environ
@@ -94,7 +95,7 @@ class ActionHost:
                 self.leases.hold(run, action)
             logs = None
             if start is Start.ABORTED:
-                outcome = Outcome(error=ActionAbortedError(f"run {run} was aborted before action {action} started"))
+                outcome = Outcome(error=await self._aborted(envelope, "before it started"))
             else:
                 with self.logs.capturing(run, action, envelope.action.task) as log:
                     outcome = await self._outcome(envelope, inputs, slot, mode)
@@ -157,7 +158,7 @@ class ActionHost:
         except asyncio.CancelledError:
             if self.handing_off:
                 raise  # another worker takes the action over: record nothing
-            return Outcome(error=ActionAbortedError(f"action {envelope.task_id} was aborted"))
+            return Outcome(error=await self._aborted(envelope, "while it ran"))
         except Exception as exc:
             error = RuntimeSystemError(type(exc).__name__, str(exc), traceback_text=format_traceback(exc))
             return Outcome(
@@ -165,6 +166,16 @@ class ActionHost:
                     run_name=envelope.run.name, action_name=envelope.action.name, task_name=envelope.action.task
                 )
             )
+
+    async def _aborted(self, envelope: Envelope, when: str) -> ActionAbortedError:
+        """The error of an action whose run was aborted, with the reason given to the abort (when Redis has it)."""
+        run = envelope.run.name
+        try:
+            reason = await self.runtime.redis.get(self.runtime.keys.aborted(run))
+        except (RedisError, OSError):
+            reason = None
+        why = f": {text_of(reason)}" if reason else ""
+        return ActionAbortedError(f"action {envelope.action.name} was aborted {when} (run {run} was aborted{why})")
 
     def _inline_limit(self, envelope: Envelope) -> int | None:
         bundle = self.runtime.bundles.loaded(envelope.action.bundle)

@@ -358,9 +358,10 @@ class RemoteRunBackend:
         runtime = Runtime(self.settings, client_app(self.settings))
         try:
             await runtime.redis.set(self.keys.aborted(self.name), reason, ex=self.keys.run_ttl_s)
-            await runtime.redis.publish(self.keys.abort_channel, self.name)
-            # A root still queued has nobody to record its end: record it here (the first outcome wins).
+            # The root's end, with the reason, before the workers hear of the abort: the first outcome wins, and
+            # a root still queued has nobody else to record it.
             error = ActionAbortedError(f"run {self.name} was aborted: {reason}")
             await runtime.complete(self.name, ROOT_ACTION_NAME, Outcome(error=error), f"run {self.name}")
+            await runtime.redis.publish(self.keys.abort_channel, self.name)
         finally:
             await runtime.close()

@@ -50,3 +50,23 @@ def test_abort_of_a_finished_run_keeps_its_outputs(worker_factory: WorkerFactory
     run.abort()
     assert run.phase == flyte.ActionPhase.SUCCEEDED
     assert run.outputs().o0 == 2
+
+
+def test_every_aborted_action_says_why(worker_factory: WorkerFactory, redis_client: Any) -> None:
+    worker_factory.start(concurrency=1)
+    run = flyte.with_runcontext(mode="remote").run(remote_tasks.waits_on_sleeper, CHILD_SECONDS)
+    wait_until(lambda: _executions(redis_client, "sleeper"), RUN_DEADLINE_S, "the 30 s child to start")
+
+    run.abort(reason="budget spent")
+    wait_until(
+        lambda: [a.phase for a in run.actions()] == [flyte.ActionPhase.ABORTED] * 2,
+        ABORT_DEADLINE_S,
+        "the root and its running child to be recorded as aborted",
+    )
+    root, child = run.actions()
+    assert root.error_info is not None
+    assert root.error_info.message == f"run {run.name} was aborted: budget spent"  # the client's record wins
+    assert child.error_info is not None
+    assert child.error_info.message == (
+        f"action {child.name} was aborted while it ran (run {run.name} was aborted: budget spent)"
+    )

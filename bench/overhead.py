@@ -469,7 +469,7 @@ def _install_trace_hooks(log: _TraceLog) -> None:
     """Wrap the steps of a child round trip (parent and child side) to record when each starts and ends."""
     from celery import signals
 
-    from flyte_celery._celery import action_host, publisher, reply_channel, runtime, task_body
+    from flyte_celery._celery import action_host, guarded_consumer, publisher, reply_channel, runtime, task_body
     from flyte_celery._celery.envelope import HEADER
     from flyte_celery._controllers import shared
 
@@ -509,6 +509,8 @@ def _install_trace_hooks(log: _TraceLog) -> None:
         return run, action
 
     wrap_async(runtime.Runtime, "wait_for", "Runtime.wait_for", of_run_action)
+    wrap_async(runtime.Runtime, "_attach_publishing", "Runtime._attach_publishing", of_run_action)
+    wrap_async(runtime.Runtime, "start_checks", "Runtime.start_checks", of_run_action)
     wrap_async(publisher.Publisher, "publish", "Publisher.publish", of_publication)
     wrap_async(runtime.Runtime, "complete", "Runtime.complete", of_run_action)
     wrap_async(action_host.ActionHost, "run", "ActionHost.run", of_envelope)
@@ -570,6 +572,20 @@ def _install_trace_hooks(log: _TraceLog) -> None:
         return traced
 
     _patch(reply_channel.ReplyChannel, "__init__", trace_init)
+
+    def trace_gate(gate_call: Callable[..., None]) -> Callable[..., None]:
+        def traced(self: Any, message: Any) -> None:
+            start = now()
+            try:
+                gate_call(self, message)
+            finally:
+                task_id = str((message.headers or {}).get("id", ""))
+                log.add("celery:message gate start", "", task_id, start)
+                log.add("celery:message gate end", "", task_id, now())
+
+        return traced
+
+    _patch(guarded_consumer.MessageGate, "__call__", trace_gate)
 
     def on_received(request: Any = None, **_: Any) -> None:
         log.add("celery:task_received", "", str(request.id), now())
@@ -688,12 +704,14 @@ def celery_worker_main(celery_args: list[str]) -> int:
 
 STEP_PROCESS = {
     "celery:task_received": "worker main",
+    "celery:message gate": "worker main",
     "celery:task_prerun": "child's pool process",
     "celery:task_postrun": "child's pool process",
     "run_action_body": "child's pool process",
     "ActionHost.run": "child's pool process",
     "execute_action": "child's pool process",
     "Runtime.complete": "child's pool process",
+    "Runtime.start_checks": "child's pool process",
     "Publisher._publish_batch": "parent (publish thread)",
 }
 

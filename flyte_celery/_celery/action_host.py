@@ -27,7 +27,6 @@ from flyte_celery._celery.outcome import Outcome
 from flyte_celery._celery.records import Start
 from flyte_celery._celery.reply_channel import text_of
 from flyte_celery._celery.runtime import Runtime
-from flyte_celery._context import Mode
 from flyte_celery._environ import action_environ
 from flyte_celery._execution import execute_action, format_traceback
 from flyte_celery._logging import system_logger
@@ -63,42 +62,26 @@ class ActionHost:
         runtime.watch_runs(lambda: list(self._running))
 
     async def run(
-        self,
-        envelope: Envelope,
-        inputs: Authenticated,
-        slot: Slot | None,
-        mode: Mode,
-        hostname: str | None = None,
-        message: str | None = None,
-    ) -> Outcome | None:
-        """Run one action to its outcome, record it, and wake whoever waits for it.
-
-        With its `message` (JSON: what to re-publish), the action holds a lease while it runs, so another worker
-        takes it over if this one dies. Returns None, running nothing, when the action must not start: it has a
-        result already (a message delivered twice), another worker runs it, or its run's records are gone.
+        self, envelope: Envelope, inputs: Authenticated, slot: Slot | None, start: Start, hostname: str | None = None
+    ) -> Outcome:
+        """Run one action whose start checks said `start` (START or ABORTED) to its outcome, record it, and wake
+        whoever waits for it. Its lease, taken by the checks, is renewed while it runs, so another worker takes it
+        over if this one dies.
         """
         run, action = envelope.run.name, envelope.action.name
         started = time.monotonic()
         current = asyncio.current_task()
         if current is not None:
             self._running[run].add(current)
-        holds_lease = message is not None and self.leases is not None
         try:
-            start = await _with_redis_retries(
-                lambda: self.runtime.start_checks(run, action, message), f"start checks of {envelope.task_id}"
-            )
-            if start in (Start.FINISHED, Start.DUPLICATE, Start.LOST):
-                if start is Start.LOST:
-                    system_logger.error("dropping action %s: its run's records are gone from Redis", envelope.task_id)
-                return None
-            if holds_lease and self.leases is not None:
+            if self.leases is not None:
                 self.leases.hold(run, action)
             logs = None
             if start is Start.ABORTED:
                 outcome = Outcome(error=await self._aborted(envelope, "before it started"))
             else:
                 with self.logs.capturing(run, action, envelope.action.task) as log:
-                    outcome = await self._outcome(envelope, inputs, slot, mode)
+                    outcome = await self._outcome(envelope, inputs, slot)
                 logs = await self.logs.final_text(log)
             what = f"task {envelope.action.task!r}"
             store_in, limit = envelope.run.run_base_dir or None, self._inline_limit(envelope)
@@ -113,7 +96,7 @@ class ActionHost:
                 self.end_events.queue(hostname, envelope.task_id, outcome, started)
             return outcome
         finally:
-            if holds_lease and self.leases is not None:
+            if self.leases is not None:
                 # Renewed no longer: if the outcome could not be written, a sweeper re-runs the action.
                 self.leases.release(run, action)
             if current is not None:
@@ -123,7 +106,7 @@ class ActionHost:
             if slot is not None:
                 slot.finish()
 
-    async def _outcome(self, envelope: Envelope, inputs: Authenticated, slot: Slot | None, mode: Mode) -> Outcome:
+    async def _outcome(self, envelope: Envelope, inputs: Authenticated, slot: Slot | None) -> Outcome:
         try:
             bundle = await self.runtime.bundles.load(envelope.action.bundle)
             task = bundle.tasks.get(envelope.action.task)
@@ -139,7 +122,7 @@ class ActionHost:
             if envelope.action.inputs_url:
                 url = envelope.action.inputs_url
                 inputs = await load_inputs(self.runtime.keyring, url, spec.name, envelope.action.name)
-            context = envelope.task_context(mode)
+            context = envelope.task_context("remote")
             call = ActionCall(task, loads_value(inputs), context, envelope.action.cache_key, envelope.action.read_cache)
             cache = self.cache if call.cache_key else None
             with action_environ({**task.env_vars, **spec.env_vars}), replaying(envelope.action.replay):

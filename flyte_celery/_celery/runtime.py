@@ -23,7 +23,7 @@ from flyte_celery._celery.action_index import end_entry, outcome_phase, queued_e
 from flyte_celery._celery.action_logs import SAVE_LOGS, queue_save
 from flyte_celery._celery.bundles import BundleCache
 from flyte_celery._celery.direct_publish import direct_messages
-from flyte_celery._celery.keys import LEASE_TTL_S, MAX_ACTION_INDEX_FIELDS, Keys, lease_member
+from flyte_celery._celery.keys import MAX_ACTION_INDEX_FIELDS, Keys, lease_member
 from flyte_celery._celery.offload import breach, outcome_of, store_outcome
 from flyte_celery._celery.outcome import Outcome, encode_outcome
 from flyte_celery._celery.publisher import Publication, Publisher
@@ -31,11 +31,9 @@ from flyte_celery._celery.records import (
     ATTACH,
     COMPLETE,
     MAX_OUTCOME_IN_NOTIFICATION_BYTES,
-    START,
-    Start,
     notification,
 )
-from flyte_celery._celery.reply_channel import CLOSE_TIMEOUT_S, ReplyChannel, text_of
+from flyte_celery._celery.reply_channel import CLOSE_TIMEOUT_S, ReplyChannel
 from flyte_celery._celery.scripts import Scripts
 from flyte_celery._config_model import Settings
 from flyte_celery._context import ROOT_ACTION_NAME
@@ -69,7 +67,7 @@ class Runtime:
         self.publisher = Publisher(app, self.keyring)
         self.direct = direct_messages(app, settings.redis_url_resolved(), self.keyring)
         self.inline_max_bytes = settings.storage.inline_max_bytes
-        self.scripts = Scripts(self.redis, {"attach": ATTACH, "start": START, "complete": COMPLETE, "logs": SAVE_LOGS})
+        self.scripts = Scripts(self.redis, {"attach": ATTACH, "complete": COMPLETE, "logs": SAVE_LOGS})
         self.replies = ReplyChannel(
             self.redis, self.keys, self.reply_channel, settings.redis_url_resolved(), give_up_after_s
         )
@@ -199,46 +197,7 @@ class Runtime:
 
         await self._execute_for([future for _, future in batch], build, lambda replies: replies)
 
-    # An action's start and end.
-    async def start_checks(self, run: str, action: str, message: str | None) -> Start:
-        """Whether `run`/`action` may start, in one round trip that, given the action's message, also stores it and
-        takes the action's lease. A live lease held elsewhere makes this delivery a duplicate."""
-        member = lease_member(run, action)
-        now = time.time()
-        keys = [
-            self.keys.run(run),
-            self.keys.result(run, action),
-            self.keys.aborted(run),
-            self.keys.message(run, action),
-            self.keys.actions(run),
-        ]
-        args = [message or "", self.keys.result_ttl_s, action, now, MAX_ACTION_INDEX_FIELDS]
-
-        def build(pipe: Any) -> None:
-            self.scripts.queue(pipe, "start", keys, args)
-            if message is not None:
-                pipe.zadd(self.keys.leases, {member: now + LEASE_TTL_S}, nx=True)
-                pipe.zscore(self.keys.leases, member)
-
-        async def undo(replies: list[Any]) -> None:
-            if message is not None and replies[1] == 1:
-                await self.redis.zrem(self.keys.leases, member)  # the lease this failed attempt took
-
-        replies = await self.scripts.execute(build, undo)
-        decision = Start(text_of(replies[0]))
-        if message is None:
-            return decision
-        added, expiry = replies[1], replies[2]
-        if decision is not Start.START:
-            if added:
-                await self.redis.zrem(self.keys.leases, member)  # a lease for an action that will not run
-            return decision
-        if not added:
-            if expiry is not None and float(expiry) > now:
-                return Start.DUPLICATE
-            await self.redis.zadd(self.keys.leases, {member: now + LEASE_TTL_S}, xx=True)  # expired: ours now
-        return Start.START
-
+    # An action's end (its start is checked on the task body's thread: see `start_checks`).
     async def complete(
         self,
         run: str,

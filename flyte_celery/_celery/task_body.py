@@ -1,5 +1,5 @@
-"""The body of the entry Celery task: authenticate the message, hand the action to the process's loop, and wait on
-its pool slot.
+"""The body of the entry Celery task: authenticate the message, check that the action may start (see
+`start_checks`), hand it to the process's loop, and wait on its pool slot.
 
 An action that finishes while the body holds the slot ends like any Celery task; one that gives it back (it waits
 on a child, a sleep, a socket...) makes the body return `HOSTED` (acknowledged; see `request`) and lives on in the
@@ -15,6 +15,7 @@ from flyte_celery._celery.envelope import HEADER, claimed_identity, decode_envel
 from flyte_celery._celery.events import short_repr
 from flyte_celery._celery.message import MAC_HEADER, AuthenticMessage, authenticate_message
 from flyte_celery._celery.outcome import Outcome
+from flyte_celery._celery.records import Start
 from flyte_celery._celery.request import HOSTED, ActionFailed
 from flyte_celery._celery.worker_process import WorkerProcess, worker_process
 from flyte_celery._config_model import Settings
@@ -52,14 +53,17 @@ def run_action_body(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any], se
             "kwargsrepr": getattr(request, "kwargsrepr", None),
         }
     )
-    slot, future = process.start(envelope, authentic.inputs, getattr(request, "hostname", None), message)
+    start = process.start_checks.check(envelope.run.name, envelope.action.name, message)
+    if start in (Start.FINISHED, Start.DUPLICATE, Start.LOST):
+        if start is Start.LOST:
+            system_logger.error("dropping action %s: its run's records are gone from Redis", envelope.task_id)
+        return "not started: finished, running elsewhere, or its run is gone"
+    slot, future = process.start(envelope, authentic.inputs, getattr(request, "hostname", None), start)
     slot.wait()
     if slot.released and not future.done():
         process.hosted.wait_below_bound()  # at the bound, keep the slot: this process takes no more messages
         return HOSTED  # acknowledged: from here on the action's lease keeps it alive
     outcome = future.result()
-    if outcome is None:
-        return "not started: finished, running elsewhere, or its run is gone"
     if outcome.error is not None:
         error = outcome.error
         raise ActionFailed(f"{type(error).__name__}({error.code!r}, {str(error)!r})", error.traceback_text or "")

@@ -20,7 +20,9 @@ from flyte_celery._celery.hosting import HostedActions, IdleSignallingSelector, 
 from flyte_celery._celery.leases import LeaseKeeper
 from flyte_celery._celery.loop_watch import LoopWatch
 from flyte_celery._celery.outcome import Outcome
+from flyte_celery._celery.records import Start
 from flyte_celery._celery.runtime import Runtime
+from flyte_celery._celery.start_checks import StartChecks
 from flyte_celery._config_model import Settings
 from flyte_celery._context import current_frame
 from flyte_celery._environ import install_context_environ
@@ -46,6 +48,7 @@ class WorkerProcess:
         self.watch = LoopWatch(self.loop, self.thread, self.hosted)
         self.runtime = Runtime(settings, app)
         self.call(self.runtime.start())
+        self.start_checks = StartChecks(settings.redis_url_resolved(), self.runtime.keys)
         self.host = ActionHost(self.runtime, self.loop)
         self.leases = self.host.leases = LeaseKeeper(settings, self.runtime.keys, app)
 
@@ -53,11 +56,11 @@ class WorkerProcess:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def start(
-        self, envelope: Envelope, inputs: Authenticated, hostname: str | None, message: str
-    ) -> tuple[Slot, concurrent.futures.Future[Outcome | None]]:
+        self, envelope: Envelope, inputs: Authenticated, hostname: str | None, start: Start
+    ) -> tuple[Slot, concurrent.futures.Future[Outcome]]:
+        """Hand an action that passed its start checks to the loop; its slot says when the body may return."""
         slot = self.hosted.admit()
-        coro = self.host.run(envelope, inputs, slot, "remote", hostname, message)
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        future = asyncio.run_coroutine_threadsafe(self.host.run(envelope, inputs, slot, start, hostname), self.loop)
         return slot, future
 
     def hand_off(self) -> None:
@@ -70,6 +73,7 @@ class WorkerProcess:
         try:
             self.call(self.runtime.close())
             self.host.end_events.close()
+            self.start_checks.close()
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
 

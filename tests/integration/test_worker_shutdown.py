@@ -20,8 +20,9 @@ def _executions(redis_client: Any) -> dict[str, int]:
 def test_sigterm_hands_suspended_parents_to_the_remaining_worker(
     worker_factory: WorkerFactory, redis_client: Any
 ) -> None:
+    # Six 1 s children one after the other: the stop lands while the parent is suspended on one of them.
     first = worker_factory.start(concurrency=1)
-    run = flyte.with_runcontext(mode="remote").run(slow.sequential_parent, 6, 0.3)
+    run = flyte.with_runcontext(mode="remote").run(slow.sequential_parent, 6, 1.0)
     wait_until(lambda: _executions(redis_client).get("leaf-2"), 30, "the third child to start")
     second = worker_factory.start(concurrency=1)
     first.stop(signal.SIGTERM, wait=False)
@@ -32,7 +33,10 @@ def test_sigterm_hands_suspended_parents_to_the_remaining_worker(
     assert executions["parent"] == 2  # the first execution, then the take-over
     assert executions["leaf-0"] == 1  # finished before the stop: reused, not re-run
     assert executions["leaf-1"] == 1
-    assert all(executions[f"leaf-{i}"] == 1 for i in range(6)), executions
+    # The child running when the first worker handed its actions off is run again by the second; no other is.
+    leaves = [executions[f"leaf-{i}"] for i in range(6)]
+    assert all(1 <= n <= 2 for n in leaves), executions
+    assert leaves.count(2) <= 1, executions
 
 
 def test_a_killed_worker_loses_nothing_its_running_actions_are_taken_over(

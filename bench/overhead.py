@@ -469,7 +469,15 @@ def _install_trace_hooks(log: _TraceLog) -> None:
     """Wrap the steps of a child round trip (parent and child side) to record when each starts and ends."""
     from celery import signals
 
-    from flyte_celery._celery import action_host, guarded_consumer, publisher, reply_channel, runtime, task_body
+    from flyte_celery._celery import (
+        action_host,
+        guarded_consumer,
+        publisher,
+        reply_channel,
+        runtime,
+        start_checks,
+        task_body,
+    )
     from flyte_celery._celery.envelope import HEADER
     from flyte_celery._controllers import shared
 
@@ -510,7 +518,6 @@ def _install_trace_hooks(log: _TraceLog) -> None:
 
     wrap_async(runtime.Runtime, "wait_for", "Runtime.wait_for", of_run_action)
     wrap_async(runtime.Runtime, "_attach_publishing", "Runtime._attach_publishing", of_run_action)
-    wrap_async(runtime.Runtime, "start_checks", "Runtime.start_checks", of_run_action)
     wrap_async(publisher.Publisher, "publish", "Publisher.publish", of_publication)
     wrap_async(runtime.Runtime, "complete", "Runtime.complete", of_run_action)
     wrap_async(action_host.ActionHost, "run", "ActionHost.run", of_envelope)
@@ -528,6 +535,18 @@ def _install_trace_hooks(log: _TraceLog) -> None:
         return traced
 
     _patch(publisher.Publisher, "_publish_batch", trace_publish_batch)
+
+    def trace_start_checks(check: Callable[..., Any]) -> Callable[..., Any]:
+        def traced(self: Any, run: str, action: str, *args: Any) -> Any:
+            start = now()
+            try:
+                return check(self, run, action, *args)
+            finally:
+                log.add("StartChecks.check", run, action, start, now())
+
+        return traced
+
+    _patch(start_checks.StartChecks, "check", trace_start_checks)
 
     def trace_execute(execute: Callable[..., Any]) -> Callable[..., Any]:
         async def traced(call: Any, spec: Any, *args: Any) -> Any:
@@ -711,7 +730,7 @@ STEP_PROCESS = {
     "ActionHost.run": "child's pool process",
     "execute_action": "child's pool process",
     "Runtime.complete": "child's pool process",
-    "Runtime.start_checks": "child's pool process",
+    "StartChecks.check": "child's pool process",
     "Publisher._publish_batch": "parent (publish thread)",
 }
 

@@ -1,10 +1,11 @@
 """The per-process Celery runtime: one async Redis client and what works through it.
 
 Every process that waits on actions (a worker pool process, a hybrid client, a client waiting on a run) has one
-`Runtime` on one event loop: its reply channel (`reply_channel`), its publisher (`publisher`), its code bundles
-(`bundles`), and the action records: attaching a wait (publishing the action when nobody has), an action's start
-checks, and its completion. Attaches and completions requested in one loop tick go to Redis in one pipeline. The
-same scripts keep the run's action index (`action_index`): queued at the attach that publishes, started, ended.
+`Runtime` on one event loop: its reply channel (`reply_channel`), its publisher (`publisher`, or the attach script
+itself: `direct_publish`), its code bundles (`bundles`), and the action records: attaching a wait (publishing the
+action when nobody has) and an action's completion (its start is checked on the task body's thread:
+`start_checks`). Attaches and completions requested in one loop tick go to Redis in one pipeline. The same scripts
+keep the run's action index (`action_index`): queued at the attach that publishes, ended at the completion.
 """
 
 from __future__ import annotations

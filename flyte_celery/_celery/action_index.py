@@ -14,13 +14,13 @@ reader takes none of it for a value: the root's outputs and error as values come
 from __future__ import annotations
 
 import json
-import reprlib
 import time
 from collections.abc import Mapping
 from typing import Any, Final
 
 from flyte_celery._celery.outcome import Outcome
 from flyte_celery._celery.publisher import Publication
+from flyte_celery._celery.reprs import cut, short_repr
 from flyte_celery._context import ROOT_ACTION_NAME
 from flyte_celery._logging import system_logger
 from flyte_celery._run import ActionPhase
@@ -32,10 +32,6 @@ END_SUFFIX: Final = ":e"
 MAX_REPR_CHARS: Final = 160  # inputs and outputs
 MAX_MESSAGE_CHARS: Final = 500
 MAX_TRACEBACK_CHARS: Final = 2000  # the traceback's tail, where the failing line is
-
-_repr = reprlib.Repr()
-_repr.maxstring = _repr.maxother = _repr.maxlong = MAX_REPR_CHARS
-_repr.maxlevel = 3
 
 
 def queued_entry(publication: Publication) -> str:
@@ -52,7 +48,7 @@ def new_entry(task: str, inputs: str, queued: float, parent: str | None = None, 
     if group:
         entry["group"] = group
     if inputs:
-        entry["inputs"] = _cut(inputs, MAX_REPR_CHARS)
+        entry["inputs"] = cut(inputs, MAX_REPR_CHARS)
     return json.dumps(entry, separators=(",", ":"))
 
 
@@ -78,13 +74,8 @@ def outcome_phase(outcome: Outcome) -> ActionPhase:
 
 
 def short_value(value: Any) -> str:
-    """A repr of `value` cut short, bounded in cost too (a byte string shows its size; containers their first items)."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return f"<{type(value).__name__}: {len(value):,} bytes>"
-    try:
-        return _cut(_repr.repr(value), MAX_REPR_CHARS)
-    except Exception as exc:  # a user's __repr__ that fails says nothing about the action
-        return f"<{type(value).__name__}: repr failed: {exc}>"
+    """How the index shows an input or output value (see `reprs`)."""
+    return short_repr(value, MAX_REPR_CHARS)
 
 
 def _error_entry(error: BaseRuntimeError) -> dict[str, str]:
@@ -95,13 +86,9 @@ def _error_entry(error: BaseRuntimeError) -> dict[str, str]:
         "type": type(error).__name__,
         "code": str(error.code),
         "kind": str(error.kind),
-        "message": _cut(str(error), MAX_MESSAGE_CHARS),
+        "message": cut(str(error), MAX_MESSAGE_CHARS),
         "traceback": traceback,
     }
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def read_actions(run: str, fields: Mapping[Any, Any]) -> list[Action]:

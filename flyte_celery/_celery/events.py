@@ -15,6 +15,7 @@ from typing import Any, Final, Generic, TypeVar
 
 from celery import Celery
 
+from flyte_celery._celery import reprs
 from flyte_celery._celery.outcome import Outcome
 from flyte_celery._logging import system_logger
 
@@ -127,17 +128,10 @@ def end_event(task_id: str, outcome: Outcome, runtime: float) -> tuple[str, dict
     if outcome.error is None:
         return "task-succeeded", {"uuid": task_id, "result": short_repr(outcome.value), "runtime": runtime}
     error = outcome.error
-    exception = _short(f"{type(error).__name__}({error.code!r}, {str(error)!r})")
+    exception = reprs.cut(f"{type(error).__name__}({error.code!r}, {str(error)!r})", MAX_RESULT_REPR_CHARS)
     return "task-failed", {"uuid": task_id, "exception": exception, "traceback": error.traceback_text or ""}
 
 
 def short_repr(value: Any) -> str:
-    """How Flower shows an action's output: its repr, cut short."""
-    try:
-        return _short(repr(value))
-    except Exception as exc:  # a user's __repr__ that fails says nothing about the action
-        return f"<{type(value).__name__}: repr failed: {exc}>"
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= MAX_RESULT_REPR_CHARS else text[: MAX_RESULT_REPR_CHARS - 3] + "..."
+    """How Flower shows an action's output (see `reprs`)."""
+    return reprs.short_repr(value, MAX_RESULT_REPR_CHARS)

@@ -18,6 +18,7 @@ from typing import Any, Final
 from flyte_celery._celery.envelope import HEADER, celery_task_id, decode_envelope
 from flyte_celery._celery.message import MAC_HEADER, authenticate_message
 from flyte_celery._celery.publisher import ENTRY_TASK
+from flyte_celery._celery.reprs import short_repr
 from flyte_celery._context import ROOT_ACTION_NAME
 from flyte_celery._signing import KeyRing
 from flyte_celery.errors import MessageDecodeError, UnknownSigningKeyError, UnsafePayloadError
@@ -27,6 +28,7 @@ CONTENT_ENCODING: Final = "utf-8"
 MAX_BODY_BYTES: Final = 64 * 1024 * 1024
 MAX_TEXT_HEADER_CHARS: Final = 4096
 EMBED_KEYS: Final = frozenset({"callbacks", "errbacks", "chain", "chord"})
+MAX_SHOWN_CHARS: Final = 80  # of a refused value, in the log and the dead letter
 
 
 def _none(value: object) -> bool:
@@ -177,5 +179,4 @@ def _bad(reason: str) -> Refusal:
 
 
 def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return short_repr(value, MAX_SHOWN_CHARS)

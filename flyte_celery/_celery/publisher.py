@@ -23,6 +23,7 @@ from celery import Celery
 from flyte_celery._celery.envelope import Envelope, celery_task_id
 from flyte_celery._celery.events import DelayedEvents, batching_dispatcher
 from flyte_celery._celery.message import SealedMessage, seal_message
+from flyte_celery._celery.reprs import call_repr
 from flyte_celery._context import ROOT_ACTION_NAME
 from flyte_celery._signing import KeyRing
 
@@ -193,11 +194,5 @@ def identity_repr(envelope: Envelope) -> str:
 
 
 def inputs_repr(inputs: dict[str, Any]) -> str:
-    """How Flower shows an action's inputs: `name=value` pairs, each value's repr cut short."""
-    parts = []
-    for name, value in inputs.items():
-        text = repr(value)
-        if len(text) > MAX_REPR_CHARS:
-            text = text[: MAX_REPR_CHARS - 3] + "..."
-        parts.append(f"{name}={text}")
-    return "(" + ", ".join(parts) + ")"
+    """How Flower shows an action's inputs: `name=value` pairs, each value's repr cut short (see `reprs`)."""
+    return call_repr(inputs, MAX_REPR_CHARS)

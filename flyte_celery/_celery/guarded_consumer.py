@@ -25,6 +25,7 @@ from celery.worker.consumer import Consumer
 from kombu.exceptions import MessageStateError
 from vine import promise
 
+from flyte_celery._celery.channel_client import share_channel_client
 from flyte_celery._celery.dead_letters import DeadLetters
 from flyte_celery._celery.events import EVENT_FLUSH_DELAY_S
 from flyte_celery._celery.key_census import recent_key_ids
@@ -57,6 +58,7 @@ class GuardedConsumer(Consumer):  # type: ignore[misc]
 
     def create_task_handler(self, promise: Any = promise) -> Any:
         handle = super().create_task_handler(promise)
+        share_channel_client(self.task_consumer.channel)  # made again with each connection, as this handler is
         return MessageGate(self, _settings_of_apps[self.app], handle)
 
     def on_send_event_buffered(self) -> None:

@@ -13,7 +13,7 @@ import hashlib
 import time
 from typing import Any, Final
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from flyte_celery._celery.keys import LEASE_TTL_S, MAX_ACTION_INDEX_FIELDS, Keys, lease_member
 from flyte_celery._celery.records import START, Start
@@ -80,12 +80,13 @@ class StartChecks:
     def _run(self, keys: list[str], args: list[Any], member: str, now: float) -> list[Any]:
         """The script's reply, whether the lease was added, and the lease's expiry; the script is loaded again if
         Redis lost it (a restart), after undoing the lease this attempt took."""
+        commands = [
+            ("EVALSHA", self.sha, len(keys), *keys, *args),
+            ("ZADD", self.keys.leases, "NX", now + LEASE_TTL_S, member),
+            ("ZSCORE", self.keys.leases, member),
+        ]
         for _ in range(2):
-            with self.client.pipeline(transaction=False) as pipe:
-                pipe.evalsha(self.sha, len(keys), *keys, *args)
-                pipe.zadd(self.keys.leases, {member: now + LEASE_TTL_S}, nx=True)
-                pipe.zscore(self.keys.leases, member)
-                replies: list[Any] = pipe.execute(raise_on_error=False)
+            replies = self._send(commands)
             if not isinstance(replies[0], NoScriptError):
                 error = next((reply for reply in replies if isinstance(reply, Exception)), None)
                 if error is not None:
@@ -95,3 +96,29 @@ class StartChecks:
                 self.client.zrem(self.keys.leases, member)
             self.client.script_load(START)
         raise RedisError("Redis lost the start-check script again right after it was loaded")
+
+    def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """The raw replies to `commands`, sent together on one pooled connection; an error reply in its command's
+        place. A redis-py pipeline object costs about 30 µs more per check, on every action's way to its start."""
+        pool = self.client.connection_pool
+        connection: Any = pool.get_connection()
+        try:
+            return connection.retry.call_with_retry(  # type: ignore[no-any-return]
+                lambda: _send_and_read(connection, commands), lambda _error: connection.disconnect()
+            )
+        except BaseException:
+            connection.disconnect()  # its replies may still be on the way: never hand it to the next caller
+            raise
+        finally:
+            pool.release(connection)
+
+
+def _send_and_read(connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    connection.send_packed_command(connection.pack_commands(commands))
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(connection.read_response())
+        except ResponseError as error:
+            replies.append(error)
+    return replies

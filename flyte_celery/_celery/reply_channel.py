@@ -71,6 +71,11 @@ class ReplyChannel:
         self._waiting[key].append(future)
         return future
 
+    def notify_here(self, key: str, outcome: bytes | None) -> None:
+        """Resolve this process's waits for the action `key` now: it ended here and its outcome is recorded. The
+        notification Redis also sends then finds them resolved."""
+        self._dispatch(self.channel, key, outcome)
+
     def forget(self, key: str, future: asyncio.Future[bytes | None]) -> None:
         waiting = self._waiting.get(key)
         if waiting is not None and future in waiting:

@@ -241,6 +241,10 @@ class Runtime:
         if len(self._completing) == 1:
             loop.call_soon(lambda: asyncio.ensure_future(self._flush_completing()))
         written = await future
+        if written == 1:
+            # A parent hosted here takes the outcome now rather than when Redis's notification comes back to us.
+            along = len(blob) <= MAX_OUTCOME_IN_NOTIFICATION_BYTES
+            self.replies.notify_here(notification(run, action), blob if along else None)
         if written == -1:
             system_logger.error("run %s's records are gone from Redis: the outcome of %s is not recorded", run, what)
         return bool(written == 1)

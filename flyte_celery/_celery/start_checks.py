@@ -40,9 +40,12 @@ class StartChecks:
         Raises:
             RedisError: If Redis stays unreachable through `REDIS_ATTEMPTS` tries.
         """
+        # The lease's expiry also tells a retried attempt the lease it took itself (its reply was lost with its
+        # connection) from another worker's.
+        lease_until = time.time() + LEASE_TTL_S
         for attempt in range(REDIS_ATTEMPTS):
             try:
-                return self._check(run, action, message)
+                return self._check(run, action, message, lease_until)
             except (RedisError, OSError) as exc:
                 if attempt + 1 == REDIS_ATTEMPTS:
                     system_logger.error("gave up on the start checks of %s/%s: %s", run, action, exc)
@@ -53,7 +56,7 @@ class StartChecks:
     def close(self) -> None:
         self.client.close()
 
-    def _check(self, run: str, action: str, message: str) -> Start:
+    def _check(self, run: str, action: str, message: str, lease_until: float) -> Start:
         member = lease_member(run, action)
         now = time.time()
         keys = [
@@ -64,25 +67,26 @@ class StartChecks:
             self.keys.actions(run),
         ]
         args = [message, self.keys.result_ttl_s, action, now, MAX_ACTION_INDEX_FIELDS]
-        replies = self._run(keys, args, member, now)
+        replies = self._run(keys, args, member, lease_until)
         decision = Start(text_of(replies[0]))
         added, expiry = replies[1], replies[2]
+        ours = bool(added) or (expiry is not None and float(expiry) == lease_until)
         if decision is not Start.START:
-            if added:
+            if ours:
                 self.client.zrem(self.keys.leases, member)  # a lease for an action that will not run
             return decision
-        if not added:
+        if not ours:
             if expiry is not None and float(expiry) > now:
                 return Start.DUPLICATE
             self.client.zadd(self.keys.leases, {member: now + LEASE_TTL_S}, xx=True)  # expired: ours now
         return Start.START
 
-    def _run(self, keys: list[str], args: list[Any], member: str, now: float) -> list[Any]:
+    def _run(self, keys: list[str], args: list[Any], member: str, lease_until: float) -> list[Any]:
         """The script's reply, whether the lease was added, and the lease's expiry; the script is loaded again if
         Redis lost it (a restart), after undoing the lease this attempt took."""
         commands = [
             ("EVALSHA", self.sha, len(keys), *keys, *args),
-            ("ZADD", self.keys.leases, "NX", now + LEASE_TTL_S, member),
+            ("ZADD", self.keys.leases, "NX", lease_until, member),
             ("ZSCORE", self.keys.leases, member),
         ]
         for _ in range(2):

@@ -103,3 +103,22 @@ def test_a_killed_connection_is_replaced_and_the_check_answers(
     assert killed >= 1
     assert checks.check(RUN, ACTION, MESSAGE) is Start.START
     assert lease_expiry(redis_client, keys) is not None
+
+
+def test_a_retried_attempt_knows_the_lease_it_took_itself(checks: StartChecks, redis_client: Any, keys: Keys) -> None:
+    # What a retry sends after its connection broke once Redis had run the first attempt: the same commands.
+    lease_until = time.time() + LEASE_TTL_S
+    assert checks._check(RUN, ACTION, MESSAGE, lease_until) is Start.START
+    assert checks._check(RUN, ACTION, MESSAGE, lease_until) is Start.START  # not a duplicate of itself
+    assert checks._check(RUN, ACTION, MESSAGE, lease_until + 0.5) is Start.DUPLICATE  # another delivery's check
+    assert lease_expiry(redis_client, keys) == lease_until
+
+
+def test_a_retried_attempt_that_does_not_start_drops_the_lease_it_took(
+    checks: StartChecks, redis_client: Any, keys: Keys
+) -> None:
+    lease_until = time.time() + LEASE_TTL_S
+    assert checks._check(RUN, ACTION, MESSAGE, lease_until) is Start.START
+    redis_client.set(keys.aborted(RUN), b"stop")  # the run was aborted between the attempt and its retry
+    assert checks._check(RUN, ACTION, MESSAGE, lease_until) is Start.ABORTED
+    assert lease_expiry(redis_client, keys) is None

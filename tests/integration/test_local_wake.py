@@ -4,7 +4,9 @@ outcome, rather than by Redis's notification coming back to it (a parent and its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 
 from flyte_celery._celery.app import make_app
@@ -18,7 +20,9 @@ ACTION = "child-1"
 WAIT_DEADLINE_S = 10.0
 
 
-def runtime_for(redis_url: str) -> Runtime:
+@contextlib.asynccontextmanager
+async def runtime_with_a_run(redis_url: str, redis_client: Any) -> AsyncIterator[tuple[Runtime, str]]:
+    """A started worker-side runtime, and the name of a run whose record exists."""
     settings = Settings.model_validate(
         {
             "broker": {"url": redis_url},
@@ -26,7 +30,14 @@ def runtime_for(redis_url: str) -> Runtime:
             "security": {"signing_key": "test-local-wake-key"},
         }
     )
-    return Runtime(settings, make_app(settings))
+    runtime = Runtime(settings, make_app(settings))
+    await runtime.start()
+    try:
+        run = f"run-{secrets.token_hex(3)}"
+        redis_client.hset(runtime.keys.run(run), "root", "env.main")
+        yield runtime, run
+    finally:
+        await runtime.close()
 
 
 def test_the_recording_process_resolves_its_own_wait_with_the_recorded_outcome(
@@ -40,11 +51,7 @@ def test_an_outcome_that_lost_the_race_wakes_nobody(redis_url: str, redis_client
 
 
 async def resolves_its_own_wait(redis_url: str, redis_client: Any) -> None:
-    runtime = runtime_for(redis_url)
-    await runtime.start()
-    try:
-        run = f"run-{secrets.token_hex(3)}"
-        redis_client.hset(runtime.keys.run(run), "root", "env.main")
+    async with runtime_with_a_run(redis_url, redis_client) as (runtime, run):
         # Registered here only, not in Redis's waiters set: Redis notifies nobody, so only this process can wake it.
         waiting = runtime.replies.expect(notification(run, ACTION))
         assert await runtime.complete(run, ACTION, Outcome(value={"n": 42}), "task 'env.child'")
@@ -52,20 +59,12 @@ async def resolves_its_own_wait(redis_url: str, redis_client: Any) -> None:
         assert record == redis_client.get(runtime.keys.result(run, ACTION))
         assert record is not None
         assert (await outcome_of(runtime.keyring, record, run, ACTION)).value == {"n": 42}
-    finally:
-        await runtime.close()
 
 
 async def lost_race_wakes_nobody(redis_url: str, redis_client: Any) -> None:
-    runtime = runtime_for(redis_url)
-    await runtime.start()
-    try:
-        run = f"run-{secrets.token_hex(3)}"
-        redis_client.hset(runtime.keys.run(run), "root", "env.main")
+    async with runtime_with_a_run(redis_url, redis_client) as (runtime, run):
         assert await runtime.complete(run, ACTION, Outcome(value="first"), "task 'env.child'")
         waiting = runtime.replies.expect(notification(run, ACTION))
         assert not await runtime.complete(run, ACTION, Outcome(value="second"), "task 'env.child'")
         assert not waiting.done()  # the recorded outcome is "first": a wait must read it, not be handed "second"
         runtime.replies.forget(notification(run, ACTION), waiting)
-    finally:
-        await runtime.close()

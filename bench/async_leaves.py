@@ -45,9 +45,10 @@ if not __package__:  # run as `python bench/async_leaves.py`: make `bench` impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import flyte_celery as flyte
+from bench._setup import REDIS_BASE_URL, add_redis_db_argument, flush_redis, positive_int, prepare_redis, print_header
 from bench._table import MISSING, format_number, ratio, render_table
 from bench._workers import WORKER_FLAGS, WorkerProcess, start_worker, wait_ready, worker_group
-from bench.overhead import REDIS_BASE_URL, Stat, configure_client, flush_redis, flyte_env, machine, prepare_redis
+from bench.overhead import Stat, configure_client, flyte_env
 from flyte_celery.errors import RunNotFoundError
 
 TARGET_N: Final = 1000
@@ -310,39 +311,24 @@ def target_lines(cells: dict[tuple[int, str], Cell], args: argparse.Namespace) -
     return lines
 
 
-def versions() -> str:
-    import redis
-
-    server = "?"
-    with contextlib.suppress(Exception):
-        client = redis.Redis.from_url(REDIS_BASE_URL)
-        server = str(client.info("server").get("redis_version", "?"))
-        client.close()
-    packages = ["celery", "kombu", "billiard", "gevent", "greenlet", "redis"]
-    found = ", ".join(f"{name} {importlib.metadata.version(name)}" for name in packages)
-    return f"flyte-celery {flyte.__version__}, {found}, redis-server {server}, python {sys.version.split()[0]}"
-
-
 # Main.
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--n", type=int, nargs="+", default=[20, 1000], help="leaves per gather (default 20 1000)")
-    parser.add_argument("--repeat", type=int, default=2, help="timed runs per N and side after a warm-up (default 2)")
+    parser.add_argument("--n", type=positive_int, nargs="+", default=[20, 1000], help="leaves per gather "
+                        "(default 20 1000)")  # fmt: skip
+    parser.add_argument("--repeat", type=positive_int, default=2, help="timed runs per N and side after a warm-up "
+                        "(default 2)")  # fmt: skip
     parser.add_argument("--seconds", type=float, default=1.0, help="each leaf's sleep (default 1.0)")
-    parser.add_argument("--concurrency", type=int, default=2, help="prefork pool size of the flyte-celery and raw "
-                        "prefork workers (default 2)")  # fmt: skip
+    parser.add_argument("--concurrency", type=positive_int, default=2, help="prefork pool size of the flyte-celery "
+                        "and raw prefork workers (default 2)")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=120.0, help="per run, in seconds (default 120)")
     parser.add_argument("--raw-prefork-max-n", type=int, default=20, help="largest N run on raw prefork (default 20)")
-    parser.add_argument("--redis-db", type=int, default=11, help="Redis DB to use and flush (default 11)")
+    add_redis_db_argument(parser, 11)
     args = parser.parse_args(argv)
-    if min([*args.n, args.repeat, args.concurrency]) < 1:
-        parser.error("--n, --repeat and --concurrency must be at least 1")
     if args.seconds < 0 or args.timeout <= 0:
         parser.error("--seconds must be at least 0 and --timeout above 0")
-    if not 0 <= args.redis_db <= 15:
-        parser.error("--redis-db must be 0..15")
     args.n = sorted(set(args.n))
     return args
 
@@ -354,9 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         print("gevent is not installed (it is in the dev extras): pip install gevent", file=sys.stderr)
         return 2
     c, s = args.concurrency, args.seconds
-    print(f"command: {' '.join([Path(sys.executable).name, sys.argv[0], *argv])}")
-    print(f"machine: {machine()}")
-    print(f"versions: {versions()}")
+    print_header(argv, "gevent", "greenlet")
     print(f"setup: N async leaves each sleeping {s:g} s under one gather; timeout {args.timeout:g} s per run")
     print(
         f"workers: one per side, each on its own queue, {' '.join(WORKER_FLAGS)}, task events on; flyte-celery "

@@ -43,7 +43,6 @@ import json
 import logging
 import math
 import os
-import platform
 import pstats
 import secrets
 import statistics
@@ -61,11 +60,10 @@ if not __package__:  # run as `python bench/overhead.py`: make `bench` importabl
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import flyte_celery as flyte
+from bench._setup import REDIS_BASE_URL, add_redis_db_argument, flush_redis, positive_int, prepare_redis, print_header
 from bench._table import MISSING, format_number, format_ratio, ratio, render_table
 from bench._workers import REPO_ROOT, WORKER_FLAGS, WorkerProcess, start_worker, wait_ready, worker_group
 
-REDIS_BASE_URL = "redis://127.0.0.1:6379"
-TEST_SESSION_LOCK_KEY = "flyte_celery_tests:session_lock"  # tests/_services.py claims DBs with it
 SIGNING_KEY = "flyte-celery-bench-signing-key"
 FAN_OUT_TARGET_RATIO = 1.0  # flyte-celery's cost per task / raw Celery's, at most (issue #8)
 CHAIN_TARGET_RATIO = 1.0  # flyte-celery's sequential child round trip p50 / raw Celery's delay().get(), at most
@@ -347,66 +345,7 @@ def report(results: dict[str, Measurements], n: int, length: int) -> tuple[str, 
     return table, Verdicts(fan_ratio, ratio(our_p50.best, raw_p50.best))
 
 
-def versions() -> str:
-    import billiard
-    import celery
-    import kombu
-    import redis
-
-    server = "?"
-    with contextlib.suppress(Exception):
-        client = redis.Redis.from_url(REDIS_BASE_URL)
-        server = str(client.info("server").get("redis_version", "?"))
-        client.close()
-    return (
-        f"{OURS} {flyte.__version__}, celery {celery.__version__}, kombu {kombu.__version__}, "
-        f"billiard {billiard.__version__}, redis-py {redis.__version__}, redis-server {server}, "
-        f"python {platform.python_version()}"
-    )
-
-
-def machine() -> str:
-    model = platform.processor() or "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    return f"{os.cpu_count()} cores ({usable} usable), {model}, {platform.system()} {platform.release()}; load {load}"
-
-
 # Redis.
-
-
-def prepare_redis(db: int) -> str:
-    """The URL of DB `db`, flushed; refuses a DB that a running test session has claimed."""
-    import redis
-
-    from tests._services import ensure_redis
-
-    ensure_redis(REDIS_BASE_URL)
-    url = f"{REDIS_BASE_URL}/{db}"
-    client = redis.Redis.from_url(url)
-    try:
-        if client.exists(TEST_SESSION_LOCK_KEY):
-            raise RuntimeError(f"Redis DB {db} is claimed by a running test session: pick another with --redis-db")
-        client.flushdb()
-    finally:
-        client.close()
-    return url
-
-
-def flush_redis(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        if not client.exists(TEST_SESSION_LOCK_KEY):
-            client.flushdb()
-    finally:
-        client.close()
 
 
 def flyte_redis_url(redis_url: str, max_connections: int) -> str:
@@ -858,11 +797,12 @@ def profile_flyte(redis_url: str, args: argparse.Namespace, log_dir: Path) -> st
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--n", type=int, default=1000, help="children of the fan-out (default 1000)")
-    parser.add_argument("--chain", type=int, default=100, help="length of the sequential chain (default 100)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs after one warm-up (default 3)")
-    parser.add_argument("--concurrency", type=int, default=2, help="prefork pool size of every worker (default 2)")
-    parser.add_argument("--redis-db", type=int, default=14, help="Redis DB to use and flush (default 14)")
+    parser.add_argument("--n", type=positive_int, default=1000, help="children of the fan-out (default 1000)")
+    parser.add_argument("--chain", type=positive_int, default=100, help="length of the sequential chain (default 100)")
+    parser.add_argument("--repeat", type=positive_int, default=3, help="timed runs after one warm-up (default 3)")
+    parser.add_argument("--concurrency", type=positive_int, default=2, help="prefork pool size of every worker "
+                        "(default 2)")  # fmt: skip
+    add_redis_db_argument(parser, 14)
     parser.add_argument("--profile", action="store_true", help="profile the flyte-celery side even if it passes")
     parser.add_argument("--no-profile", action="store_true", help="never profile, even when a target is missed")
     parser.add_argument(
@@ -876,12 +816,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="pool limit put in flyte-celery's Redis URL (default 0: flyte-celery's own bounded pool)",
     )
-    args = parser.parse_args(argv)
-    if min(args.n, args.chain, args.repeat, args.concurrency) < 1:
-        parser.error("--n, --chain, --repeat and --concurrency must be at least 1")
-    if not 0 <= args.redis_db <= 15:
-        parser.error("--redis-db must be 0..15")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -889,9 +824,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--celery-worker"]:
         return celery_worker_main(argv[1:])
     args = parse_args(argv)
-    print(f"command: {' '.join([Path(sys.executable).name, sys.argv[0], *argv])}")
-    print(f"machine: {machine()}")
-    print(f"versions: {versions()}")
+    print_header(argv)
     raw_settings = "Celery's defaults (early acks, prefetch x4)" if args.raw_stock_settings else (
         "the same as flyte-celery's app (JSON, acks_late, prefetch 1)"
     )  # fmt: skip

@@ -33,14 +33,15 @@ if not __package__:  # run as `python bench/soak.py`: make `bench` importable fr
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
+from pydantic import ValidationError
 
 import flyte_celery as flyte
+from bench._setup import REDIS_BASE_URL, REDIS_DBS, TEST_SESSION_LOCK_KEY, positive_int, redis_db
 from bench._table import format_ratio, ratio, render_table
 from bench._workers import WORKER_FLAGS, WorkerProcess, start_worker, wait_ready
 from bench.overhead import fan_out, noop
+from flyte_celery._config_model import RetentionSettings
 
-REDIS_BASE_URL = "redis://127.0.0.1:6379"
-TEST_SESSION_LOCK_KEY = "flyte_celery_tests:session_lock"  # tests/_services.py claims DBs with it
 SIGNING_KEY = "flyte-celery-bench-signing-key"
 RUN_DEADLINE_S = 300.0
 SAMPLES = 5  # during the work, after every fifth of it
@@ -158,12 +159,18 @@ def claim_dbs(first: int) -> list[redis.Redis]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--actions", type=int, default=10_000)
-    parser.add_argument("--fan-out", type=int, default=500)
-    parser.add_argument("--retention-s", type=int, default=60)
-    parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--redis-db", type=int, default=12)
+    parser.add_argument("--actions", type=positive_int, default=10_000)
+    parser.add_argument("--fan-out", type=positive_int, default=500)
+    parser.add_argument("--retention-s", type=positive_int, default=60)
+    parser.add_argument("--concurrency", type=positive_int, default=2)
+    parser.add_argument("--redis-db", type=redis_db, default=12, help="this DB and the next one (default 12)")
     args = parser.parse_args()
+    if args.redis_db == max(REDIS_DBS):
+        parser.error(f"--redis-db {args.redis_db}: the raw side uses the next DB, and there is none")
+    try:
+        RetentionSettings(results_s=args.retention_s, runs_s=args.retention_s)
+    except ValidationError as exc:
+        parser.error(f"--retention-s {args.retention_s}: {exc.errors()[0]['msg'].lower()}")
     ours_client, raw_client = claim_dbs(args.redis_db)
     ours_url, raw_url = f"{REDIS_BASE_URL}/{args.redis_db}", f"{REDIS_BASE_URL}/{args.redis_db + 1}"
     queue = f"soak-{secrets.token_hex(3)}"

@@ -46,9 +46,10 @@ if not __package__:  # run as `python bench/storage_roundtrip.py`: make `bench` 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import flyte_celery as flyte
+from bench._setup import REDIS_BASE_URL, add_redis_db_argument, flush_redis, positive_int, prepare_redis, print_header
 from bench._table import format_number, format_ratio, ratio, render_table
 from bench._workers import WORKER_FLAGS, start_worker, wait_ready, worker_group
-from bench.overhead import REDIS_BASE_URL, SIGNING_KEY, flush_redis, machine, prepare_redis, versions
+from bench.overhead import SIGNING_KEY
 from flyte_celery.io import File
 
 HOST = "127.0.0.1"
@@ -291,16 +292,12 @@ def report(results: dict[tuple[str, str], Measured], size: int) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--size-mb", type=int, default=1024, help="MiB moved each way (default 1024)")
-    parser.add_argument("--repeat", type=int, default=1, help="timed rounds per side, alternating (default 1)")
-    parser.add_argument("--concurrency", type=int, default=2, help="the worker's -c (default 2)")
-    parser.add_argument("--redis-db", type=int, default=13, help="Redis DB to use and flush (default 13)")
-    args = parser.parse_args(argv)
-    if args.size_mb < 1 or args.repeat < 1 or args.concurrency < 1:
-        parser.error("--size-mb, --repeat and --concurrency must be at least 1")
-    if not 0 <= args.redis_db <= 15:
-        parser.error("--redis-db must be 0..15")
-    return args
+    parser.add_argument("--size-mb", type=positive_int, default=1024, help="MiB moved each way (default 1024)")
+    parser.add_argument("--repeat", type=positive_int, default=1, help="timed rounds per side, alternating "
+                        "(default 1)")  # fmt: skip
+    parser.add_argument("--concurrency", type=positive_int, default=2, help="the worker's -c (default 2)")
+    add_redis_db_argument(parser, 13)
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,9 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     size = args.size_mb * 1024 * 1024
-    print(f"command: {' '.join([Path(sys.executable).name, sys.argv[0], *argv])}")
-    print(f"machine: {machine()}")
-    print(f"versions: {versions()}, s3fs {s3fs.__version__}")
+    print_header(argv, "s3fs", "moto")
     print(f"worker: prefork -c {args.concurrency}, {' '.join(WORKER_FLAGS)}; redis: {REDIS_BASE_URL}/{args.redis_db}")
     started = time.monotonic()
     try:

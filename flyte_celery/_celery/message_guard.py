@@ -3,8 +3,9 @@
 Celery's consumer and strategy die on malformed messages (a body that is not `[args, kwargs, embed]`, an `id` that
 is not a string, an `eta` of `''`, ...), and the broker then hands the killer to the next worker. So the worker's
 consumer (see `guarded_consumer`) runs `inspect_message` first, which allows exactly what our own publisher sends
-(an allow-list, not a list of known killers: the next Celery release will have new ones) and checks the message's
-MAC. Nothing here raises: every problem becomes a `Refusal` naming it.
+(an allow-list, not a list of known killers: the next Celery release will have new ones), plus the trace context
+that OpenTelemetry's instrumentation adds, and checks the message's MAC. Nothing here raises: every problem becomes
+a `Refusal` naming it.
 """
 
 from __future__ import annotations
@@ -75,6 +76,20 @@ CELERY_HEADERS: Final[Mapping[str, Callable[[object], bool]]] = {
     "stamps": _no_stamps,
     "redelivered": lambda v: isinstance(v, bool),  # kombu marks a message it put back
 }
+# Trace context that OpenTelemetry's Celery instrumentation adds to every message it sees published (a
+# `before_task_publish` receiver), for each of its propagators: W3C (the default), B3, Jaeger. Short text, read by
+# nothing of ours and nothing Celery acts on; not covered by the MAC, so a forged one can only mislead a trace.
+TRACE_CONTEXT_HEADERS: Final = frozenset(
+    {
+        "traceparent", "tracestate", "baggage",
+        "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags",
+        "uber-trace-id",
+    }
+)  # fmt: skip
+KNOWN_HEADERS: Final[Mapping[str, Callable[[object], bool]]] = {
+    **CELERY_HEADERS,
+    **dict.fromkeys(TRACE_CONTEXT_HEADERS, _text_or_none),
+}
 OUR_HEADERS: Final = frozenset({HEADER, MAC_HEADER})
 REQUIRED_HEADERS: Final = frozenset({"lang", "task", "id", *OUR_HEADERS})
 PROPERTIES: Final[Mapping[str, Callable[[object], bool]]] = {
@@ -116,7 +131,7 @@ def _inspect(keys: KeyRing, message: Any) -> Refusal | None:
     if missing:
         return _bad(f"missing header(s) {sorted(missing)}")
     for name, value in headers.items():
-        check = CELERY_HEADERS.get(name)
+        check = KNOWN_HEADERS.get(name)
         if check is None and name not in OUR_HEADERS:
             return _bad(f"unexpected header {_short(name)}")
         if check is not None and not check(value):

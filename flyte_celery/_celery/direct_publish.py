@@ -17,10 +17,12 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from celery import Celery
+from celery.signals import after_task_publish, before_task_publish
 
 from flyte_celery._celery.envelope import celery_task_id
 from flyte_celery._celery.message import seal_message
@@ -35,6 +37,16 @@ CHANGING_SETTINGS: Final = ("task_compression", "task_default_priority", "task_q
 CHANGING_TRANSPORT_OPTIONS: Final = ("global_keyprefix",)
 
 
+@dataclass(frozen=True)
+class DirectMessage:
+    """The bytes to push, and what Celery's `after_task_publish` receivers are told once they are pushed."""
+
+    raw: bytes
+    body: Any
+    headers: dict[str, Any]
+    routing_key: str
+
+
 class DirectMessages:
     """Builds the broker bytes of action messages, as kombu's Redis transport would push them."""
 
@@ -43,8 +55,9 @@ class DirectMessages:
         self.keys = keys
         self.reply_to = app.thread_oid
 
-    def encode(self, publication: Publication) -> bytes:
-        """The JSON text kombu would LPUSH for this action's message."""
+    def encode(self, publication: Publication) -> DirectMessage:
+        """The JSON text kombu would LPUSH for this action's message. Celery's `before_task_publish` receivers see
+        it first, as they would for a publish through Celery (tracing adds its headers there)."""
         envelope = publication.envelope
         action = envelope.action
         sealed = seal_message(self.keys, envelope, publication.inputs)
@@ -61,7 +74,7 @@ class DirectMessages:
             ignore_result=True,
             reply_to=self.reply_to,
         )
-        body = json.dumps(message.body).encode("utf-8")
+        headers = {**message.headers, **sealed.headers}
         properties: dict[str, Any] = {
             **message.properties,
             "argsrepr": publication.argsrepr,
@@ -72,15 +85,39 @@ class DirectMessages:
             "body_encoding": "base64",
             "delivery_tag": str(uuid.uuid4()),
         }
-        return json.dumps(
+        if before_task_publish.receivers:
+            before_task_publish.send(
+                sender=ENTRY_TASK,
+                body=message.body,
+                exchange="",
+                routing_key=action.queue,
+                headers=headers,
+                properties=properties,
+                declare=[],
+                retry_policy=None,
+            )
+        raw = json.dumps(
             {
-                "body": base64.b64encode(body).decode("ascii"),
+                "body": base64.b64encode(json.dumps(message.body).encode("utf-8")).decode("ascii"),
                 "content-encoding": "utf-8",
                 "content-type": "application/json",
-                "headers": {**message.headers, **sealed.headers},
+                "headers": headers,
                 "properties": properties,
             }
         ).encode("utf-8")
+        return DirectMessage(raw, message.body, headers, action.queue)
+
+    @staticmethod
+    def pushed(message: DirectMessage) -> None:
+        """Tell Celery's `after_task_publish` receivers that our script pushed `message`."""
+        if after_task_publish.receivers:
+            after_task_publish.send(
+                sender=ENTRY_TASK,
+                body=message.body,
+                headers=message.headers,
+                exchange="",
+                routing_key=message.routing_key,
+            )
 
 
 def direct_messages(app: Celery, redis_url: str, keys: KeyRing) -> DirectMessages | None:

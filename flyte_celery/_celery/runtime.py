@@ -140,9 +140,11 @@ class Runtime:
     ) -> bytes | None:
         """Attach, the attach script pushing the action's message if it is to be published (see `direct_publish`)."""
         assert self.direct is not None
-        message = (publication.envelope.action.queue, self.direct.encode(publication))
+        direct = self.direct.encode(publication)
+        message = (direct.routing_key, direct.raw)
         result, published = await self._attach_batched(run, action, republish, queued_entry(publication), message)
         if published:
+            self.direct.pushed(direct)
             self.publisher.sent_events.queue([publication])
         return result
 

@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 import redis
+from celery.signals import after_task_publish, before_task_publish
 
 import flyte_celery as flyte
 from flyte_celery._celery.app import make_app
 from flyte_celery._celery.direct_publish import DirectMessages
 from flyte_celery._celery.envelope import ActionMessage, Envelope, RunContextMessage
-from flyte_celery._celery.publisher import Publication, send
+from flyte_celery._celery.publisher import ENTRY_TASK, Publication, send
 from flyte_celery._config_model import Settings
 from flyte_celery._signing import KeyRing
 from tests._services import claim_redis_db, redis_base_url, release_redis_db
@@ -47,8 +48,37 @@ def test_a_direct_message_is_the_one_kombu_publishes(redis_url: str, redis_clien
     queue = f"q-{secrets.token_hex(3)}"
     send(app, RING, publication(queue))  # through Celery and kombu
     (published,) = redis_client.lrange(queue, 0, -1)
-    ours = DirectMessages(app, RING).encode(publication(queue))
+    ours = DirectMessages(app, RING).encode(publication(queue)).raw
     assert without_delivery_tag(ours) == without_delivery_tag(published)
+
+
+def test_publish_signal_receivers_see_a_direct_message_as_they_see_kombu_s(redis_url: str, redis_client: Any) -> None:
+    """Tracing instrumentation adds its headers in `before_task_publish`; they travel either way, and
+    `after_task_publish` hears of both."""
+    app = make_app(Settings.model_validate({"broker": {"url": redis_url}}))
+    queue = f"q-{secrets.token_hex(3)}"
+    heard: list[tuple[str, str, str]] = []
+
+    def add_trace_context(sender: str, headers: dict[str, Any], routing_key: str, **_: Any) -> None:
+        headers["traceparent"] = f"00-{'1' * 32}-{'2' * 16}-01"
+        heard.append(("before", sender, routing_key))
+
+    def published(sender: str, headers: dict[str, Any], routing_key: str, **_: Any) -> None:
+        heard.append(("after", sender, headers["traceparent"][:4]))
+
+    before_task_publish.connect(add_trace_context)
+    after_task_publish.connect(published)
+    try:
+        send(app, RING, publication(queue))
+        (through_kombu,) = redis_client.lrange(queue, 0, -1)
+        direct = DirectMessages(app, RING).encode(publication(queue))
+        DirectMessages.pushed(direct)
+    finally:
+        before_task_publish.disconnect(add_trace_context)
+        after_task_publish.disconnect(published)
+    assert without_delivery_tag(direct.raw) == without_delivery_tag(through_kombu)
+    assert json.loads(direct.raw)["headers"]["traceparent"].startswith("00-111")
+    assert heard == [("before", ENTRY_TASK, queue), ("after", ENTRY_TASK, "00-1")] * 2
 
 
 @pytest.fixture

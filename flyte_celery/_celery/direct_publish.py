@@ -9,7 +9,9 @@ atomically with the mark that it is published: no message is ever marked publish
 The bytes pushed are what kombu's Redis transport pushes for the same `apply_async` (Celery's own protocol-2
 message from `app.amqp.as_task_v2`, in kombu's JSON envelope with a base64 body), onto the list kombu's consumers
 pop for the queue at priority 0. A test compares the two. Anything that would change those bytes or that list
-(another serializer or protocol, compression, priorities, a key prefix) keeps the kombu path.
+(another serializer or protocol, compression, priorities, a key prefix) keeps the kombu path. Celery's
+`before_task_publish` receivers see each message before it is encoded (tracing adds its headers there) and
+`after_task_publish` receivers once it is pushed, as for a publish through Celery.
 """
 
 from __future__ import annotations

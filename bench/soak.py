@@ -36,7 +36,7 @@ import redis
 from pydantic import ValidationError
 
 import flyte_celery as flyte
-from bench._setup import REDIS_BASE_URL, REDIS_DBS, TEST_SESSION_LOCK_KEY, positive_int, redis_db
+from bench._setup import REDIS_DBS, positive_int, prepare_redis, redis_db
 from bench._table import format_ratio, ratio, render_table
 from bench._workers import WORKER_FLAGS, WorkerProcess, start_worker, wait_ready
 from bench.overhead import fan_out, noop
@@ -146,15 +146,12 @@ def report(sides: list[Side], args: argparse.Namespace) -> str:
     return setup + "\n\n" + render_table(headers, rows, left_columns=2)
 
 
-def claim_dbs(first: int) -> list[redis.Redis]:
-    clients = []
-    for db in (first, first + 1):
-        client = redis.Redis.from_url(f"{REDIS_BASE_URL}/{db}")
-        if client.exists(TEST_SESSION_LOCK_KEY):
-            raise SystemExit(f"Redis DB {db} is in use by a test session: pick another --redis-db")
-        client.flushdb()
-        clients.append(client)
-    return clients
+def claim_dbs(first: int) -> list[str]:
+    """The URLs of DB `first` (ours) and the next one (raw Celery's), flushed (see `prepare_redis`)."""
+    try:
+        return [prepare_redis(db) for db in (first, first + 1)]
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def main() -> None:
@@ -171,8 +168,8 @@ def main() -> None:
         RetentionSettings(results_s=args.retention_s, runs_s=args.retention_s)
     except ValidationError as exc:
         parser.error(f"--retention-s {args.retention_s}: {exc.errors()[0]['msg'].lower()}")
-    ours_client, raw_client = claim_dbs(args.redis_db)
-    ours_url, raw_url = f"{REDIS_BASE_URL}/{args.redis_db}", f"{REDIS_BASE_URL}/{args.redis_db + 1}"
+    ours_url, raw_url = claim_dbs(args.redis_db)
+    ours_client, raw_client = redis.Redis.from_url(ours_url), redis.Redis.from_url(raw_url)
     queue = f"soak-{secrets.token_hex(3)}"
     ours_env = {
         "FLYTE_CELERY_BROKER_URL": ours_url,

@@ -3,7 +3,7 @@ instrumentation adds (as text); any other header, or trace context that is not t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,30 +12,20 @@ from celery import Celery
 from flyte_celery._celery.envelope import ActionMessage, Envelope, RunContextMessage
 from flyte_celery._celery.message_guard import TRACE_CONTEXT_HEADERS, Verdict, inspect_message
 from flyte_celery._signing import KeyRing
-from tests.integration._raw_messages import sealed
+from tests.integration._raw_messages import RawMessage, sealed
 
 RING = KeyRing(b"unit-message-guard-key")
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
-@dataclass
-class Message:
-    """What the guard reads of a kombu message."""
-
-    headers: dict[str, Any]
-    body: bytes
-    properties: dict[str, Any] = field(default_factory=dict)
-    content_type: str = "application/json"
-    content_encoding: str = "utf-8"
-
-
-def message(**extra_headers: Any) -> Message:
+def message(**extra_headers: Any) -> RawMessage:
+    """Our sealed message, with `extra_headers` (it has every attribute of a kombu message the guard reads)."""
     envelope = Envelope(
         run=RunContextMessage(name="r-guard"),
         action=ActionMessage(name="a0", task="env.main", bundle="b" * 32, queue="q"),
     )
     raw = sealed(Celery("unit-guard", set_as_current=False), RING, envelope, {"x": 1})
-    return Message({**raw.headers, **extra_headers}, raw.body, raw.properties)
+    return replace(raw, headers={**raw.headers, **extra_headers})
 
 
 def test_our_message_passes() -> None:

@@ -113,6 +113,11 @@ class Start(str, Enum):
 MAX_OUTCOME_IN_NOTIFICATION_BYTES: Final = 64 * 1024
 
 
+def outcome_travels(record: bytes) -> bool:
+    """Whether a result record goes along with its notification (a larger one is read by each waiter)."""
+    return len(record) <= MAX_OUTCOME_IN_NOTIFICATION_BYTES
+
+
 def notification(run: str, action: str) -> str:
     """What waiters of `run`/`action` are sent when it ends, optionally followed by a newline and its outcome."""
     return f"{run}:{action}"

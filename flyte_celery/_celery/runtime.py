@@ -31,8 +31,8 @@ from flyte_celery._celery.publisher import Publication, Publisher
 from flyte_celery._celery.records import (
     ATTACH,
     COMPLETE,
-    MAX_OUTCOME_IN_NOTIFICATION_BYTES,
     notification,
+    outcome_travels,
 )
 from flyte_celery._celery.reply_channel import CLOSE_TIMEOUT_S, ReplyChannel
 from flyte_celery._celery.scripts import Scripts
@@ -245,8 +245,7 @@ class Runtime:
         written = await future
         if written == 1:
             # A parent hosted here takes the outcome now rather than when Redis's notification comes back to us.
-            along = len(blob) <= MAX_OUTCOME_IN_NOTIFICATION_BYTES
-            self.replies.notify_here(notification(run, action), blob if along else None)
+            self.replies.notify_here(notification(run, action), blob if outcome_travels(blob) else None)
         if written == -1:
             system_logger.error("run %s's records are gone from Redis: the outcome of %s is not recorded", run, what)
         return bool(written == 1)
@@ -262,7 +261,7 @@ class Runtime:
                 keys = [self.keys.run(run), self.keys.result(run, action), self.keys.waiters(run, action),
                         self.keys.message(run, action), self.keys.enqueued(run, action),
                         self.keys.actions(run)]  # fmt: skip
-                along = int(len(blob) <= MAX_OUTCOME_IN_NOTIFICATION_BYTES)
+                along = int(outcome_travels(blob))
                 args = [blob, self.keys.result_ttl_s, notification(run, action), along, *index]
                 self.scripts.queue(pipe, "complete", keys, args)
                 pipe.zrem(self.keys.leases, lease_member(run, action))
